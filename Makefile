@@ -1,0 +1,48 @@
+# order_ext — PGXS build.
+#
+#   make && make install          build and install into the pg_config found on PATH
+#   make installcheck             pg_regress + isolation + TAP against a running server
+#   scripts/test.sh               the whole suite on a throw-away cluster (what CI runs)
+#   make bench                    pgbench comparisons (scripts/bench.sh)
+
+EXTENSION   = order_ext
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+MODULE_big  = order_ext
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
+PGFILEDESC  = "order_ext - order engine"
+
+# pg_regress: one file per capability under sql/, expected output under expected/
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=pgtap
+
+# isolation specs live under test/isolation
+ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation
+
+# TAP tests (PostgreSQL::Test::Cluster) live under test/t
+TAP_TESTS   = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+PG_CONFIG  ?= pg_config
+# Server headers are system headers for us: we build with -Wall -Wextra -Werror
+# and do not want warnings from inside PostgreSQL's own inline functions.
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server) -I$(srcdir)/src
+PG_CFLAGS   = -Wall -Wextra -Werror
+
+EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: src/$(EXTENSION).sql
+	cp $< $@
+
+.PHONY: bench demo test
+bench:
+	bash scripts/bench.sh
+demo:
+	bash scripts/demo.sh
+test:
+	bash scripts/test.sh

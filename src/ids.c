@@ -1,0 +1,302 @@
+/*
+ * ids.c
+ *		Order ids: new_order_id(), order_id_time(), min_order_id().
+ *
+ * Owns: the id layout and the shared-memory generator state.
+ *
+ * An id is | 41 bits: ms since 2020-01-01 UTC | 10 bits: node | 12 bits: seq |.
+ * The generator keeps one 64-bit word in shared memory, (ms << 12) | seq of
+ * the last id issued, and advances it with compare-and-swap, so concurrent
+ * backends never collide and ids are strictly increasing within a server.
+ * If the clock steps back the generator keeps counting from the last ms it
+ * issued (borrowing the next ms when a ms's 4096 sequence numbers run out).
+ *
+ * Restarts: before any id of a ms beyond the "horizon" is handed out, the
+ * horizon is moved OE_ID_HORIZON_STEP_MS ahead and written durably to
+ * $PGDATA/order_ext_ids.state.  At start-up the generator resumes from that
+ * horizon, so no id issued before a crash can be issued again, whatever the
+ * clock says after the restart.
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "order_ext.h"
+
+#define OE_ID_STATE_FILE		"order_ext_ids.state"
+#define OE_ID_HORIZON_STEP_MS	2000
+
+typedef struct OrderIdState
+{
+	pg_atomic_uint64 last;		/* (ms << 12) | seq of the last id issued */
+	pg_atomic_uint64 horizon;	/* ids with ms < horizon are covered on disk */
+	LWLock	   *lock;			/* serialises writes of the state file */
+} OrderIdState;
+
+static OrderIdState *id_state = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+PG_FUNCTION_INFO_V1(new_order_id);
+PG_FUNCTION_INFO_V1(order_id_time);
+PG_FUNCTION_INFO_V1(min_order_id);
+
+static void OrderIdShmemRequest(void);
+static void OrderIdShmemStartup(void);
+
+/*
+ * OrderIdsInit
+ *		Ask for shared memory when loaded by shared_preload_libraries.
+ */
+void
+OrderIdsInit(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = OrderIdShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = OrderIdShmemStartup;
+}
+
+static void
+OrderIdShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(OrderIdState)));
+	RequestNamedLWLockTranche("order_ext_ids", 1);
+}
+
+/*
+ * ReadHorizonFile
+ *		The horizon saved by the previous server run, or 0 if there is none.
+ */
+static uint64
+ReadHorizonFile(void)
+{
+	FILE	   *f;
+	unsigned long long v = 0;
+
+	f = AllocateFile(OE_ID_STATE_FILE, "r");
+	if (f == NULL)
+	{
+		if (errno != ENOENT)
+			ereport(FATAL,
+					(errcode_for_file_access(),
+					 errmsg("could not read order id state file \"%s\": %m",
+							OE_ID_STATE_FILE)));
+		return 0;
+	}
+	if (fscanf(f, "%llu", &v) != 1)
+		ereport(FATAL,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("order id state file \"%s\" is corrupt", OE_ID_STATE_FILE),
+				 errhint("If the server clock is right, remove the file; order ids then restart from the current time.")));
+	FreeFile(f);
+	return (uint64) v;
+}
+
+/*
+ * WriteHorizonFile
+ *		Durably record that ids up to (not including) ms 'horizon' may exist.
+ */
+static void
+WriteHorizonFile(uint64 horizon)
+{
+	char		tmp[MAXPGPATH];
+	char		buf[32];
+	int			fd;
+	int			len;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", OE_ID_STATE_FILE);
+	len = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long) horizon);
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create order id state file \"%s\": %m", tmp)));
+	errno = 0;
+	if (write(fd, buf, len) != len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write order id state file \"%s\": %m", tmp)));
+	}
+	if (pg_fsync(fd) != 0)
+		ereport(data_sync_elevel(ERROR),
+				(errcode_for_file_access(),
+				 errmsg("could not fsync order id state file \"%s\": %m", tmp)));
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close order id state file \"%s\": %m", tmp)));
+	durable_rename(tmp, OE_ID_STATE_FILE, ERROR);
+}
+
+static void
+OrderIdShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	id_state = ShmemInitStruct("order_ext ids", sizeof(OrderIdState), &found);
+	if (!found)
+	{
+		uint64		horizon = ReadHorizonFile();
+
+		/* Resume after everything a previous run may have issued. */
+		pg_atomic_init_u64(&id_state->last, horizon << OE_ID_SEQ_BITS);
+		pg_atomic_init_u64(&id_state->horizon, horizon);
+		id_state->lock = &(GetNamedLWLockTranche("order_ext_ids"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * NowMs
+ *		Milliseconds since the id epoch by the system clock (0 if before it).
+ */
+static uint64
+NowMs(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now <= OE_ID_EPOCH)
+		return 0;
+	return (uint64) ((now - OE_ID_EPOCH) / 1000);
+}
+
+/*
+ * ExtendHorizon
+ *		Make sure ms is below the durable horizon before an id of it is used.
+ */
+static void
+ExtendHorizon(uint64 ms)
+{
+	LWLockAcquire(id_state->lock, LW_EXCLUSIVE);
+	if (ms >= pg_atomic_read_u64(&id_state->horizon))
+	{
+		uint64		horizon = ms + OE_ID_HORIZON_STEP_MS;
+
+		WriteHorizonFile(horizon);
+		pg_atomic_write_u64(&id_state->horizon, horizon);
+	}
+	LWLockRelease(id_state->lock);
+}
+
+/*
+ * new_order_id
+ *		A new, unique, time-ordered order id.
+ */
+Datum
+new_order_id(PG_FUNCTION_ARGS)
+{
+	uint64		now_ms;
+	uint64		old;
+	uint64		next;
+	uint64		ms;
+
+	if (id_state == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("order_ext.new_order_id() needs order_ext in shared_preload_libraries"),
+				 errdetail("Order ids are issued from shared memory so that concurrent sessions never collide."),
+				 errhint("Add order_ext to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	now_ms = NowMs();
+	old = pg_atomic_read_u64(&id_state->last);
+	for (;;)
+	{
+		uint64		old_ms = old >> OE_ID_SEQ_BITS;
+
+		if (now_ms > old_ms)
+			next = now_ms << OE_ID_SEQ_BITS;
+		else if ((old & OE_ID_SEQ_MASK) < OE_ID_SEQ_MASK)
+			next = old + 1;
+		else
+			next = (old_ms + 1) << OE_ID_SEQ_BITS;
+		if (pg_atomic_compare_exchange_u64(&id_state->last, &old, next))
+			break;
+	}
+
+	ms = next >> OE_ID_SEQ_BITS;
+	if (ms > (uint64) OE_ID_MAX_MS)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("order id time is beyond the range of the id layout")));
+	if (ms >= pg_atomic_read_u64(&id_state->horizon))
+		ExtendHorizon(ms);
+
+	PG_RETURN_INT64((int64) ((ms << OE_ID_TIME_SHIFT) |
+							 ((uint64) oe_node_id << OE_ID_SEQ_BITS) |
+							 (next & OE_ID_SEQ_MASK)));
+}
+
+/*
+ * OrderIdTime
+ *		The creation time encoded in an order id.
+ */
+TimestampTz
+OrderIdTime(int64 order_id)
+{
+	if (order_id <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_id must be positive"),
+				 errdetail("Got %lld.", (long long) order_id)));
+	return OE_ID_EPOCH + (order_id >> OE_ID_TIME_SHIFT) * 1000;
+}
+
+/*
+ * OrderIdMinForTime
+ *		The smallest id that could be issued at time t.
+ */
+int64
+OrderIdMinForTime(TimestampTz t)
+{
+	int64		us;
+	int64		ms;
+
+	if (TIMESTAMP_NOT_FINITE(t))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("order id time must be finite")));
+	us = t - OE_ID_EPOCH;
+	ms = us / 1000 - ((us % 1000 < 0) ? 1 : 0);	/* floor */
+	if (ms < 0 || ms > OE_ID_MAX_MS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("order id time %s is outside the id range",
+						timestamptz_to_str(t)),
+				 errdetail("Order ids encode times from 2020-01-01 00:00:00 UTC to 2089-09-06 UTC.")));
+	return ms << OE_ID_TIME_SHIFT;
+}
+
+Datum
+order_id_time(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(OrderIdTime(PG_GETARG_INT64(0)));
+}
+
+Datum
+min_order_id(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(OrderIdMinForTime(PG_GETARG_TIMESTAMPTZ(0)));
+}

@@ -1,0 +1,84 @@
+/*
+ * order_ext.c
+ *		Module entry point: _PG_init defines the GUCs and calls each module's
+ *		Init function; also the small helpers every module shares.
+ *
+ * Owns: the order_ext.* GUCs and the per-backend cache of prepared SPI plans.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "order_ext.h"
+
+PG_MODULE_MAGIC;
+
+int			oe_node_id = 0;
+bool		oe_notify = true;
+int			oe_ddl_lock_timeout_ms = 1000;
+
+void		_PG_init(void);
+
+/*
+ * _PG_init
+ *		Define the GUCs, then let each module set itself up.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("order_ext.node_id",
+							"Node id (0-1023) embedded in every order id this server issues.",
+							"Give each server that issues order ids its own node id.",
+							&oe_node_id,
+							0, 0, OE_ID_MAX_NODE,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("order_ext.notify",
+							 "Send NOTIFY on channel order_ext when order events are written.",
+							 "Turn off where NOTIFY cannot be used, e.g. in two-phase commit.",
+							 &oe_notify,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("order_ext.ddl_lock_timeout",
+							"How long partition maintenance waits for a table lock before it retries later.",
+							NULL,
+							&oe_ddl_lock_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("order_ext");
+
+	OrderIdsInit();
+	OrderPartitionsInit();
+}
+
+/*
+ * OrderPlan
+ *		Return the plan cached in *cache, preparing and keeping it on first use.
+ *		The plan cache revalidates kept plans when the tables change.
+ */
+SPIPlanPtr
+OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	if (*cache != NULL)
+		return *cache;
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	*cache = plan;
+	return plan;
+}
