@@ -5,12 +5,50 @@
 #ifndef ORDER_EXT_MACHINE_H
 #define ORDER_EXT_MACHINE_H
 
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#define OE_NAME_LEN 64			/* names are at most 63 bytes (table CHECKs) */
+
+/* Effects: the fixed vocabulary of what a transition does. */
+#define OE_EFFECT_STAMP_PAID		(1 << 0)
+#define OE_EFFECT_STAMP_SHIPPED		(1 << 1)
+#define OE_EFFECT_STAMP_RECEIVED	(1 << 2)
+#define OE_EFFECT_STAMP_COMPLETED	(1 << 3)
+#define OE_EFFECT_STAMP_CLOSED		(1 << 4)
+#define OE_EFFECT_MERGE_ATTRS		(1 << 5)
+
+typedef struct TimeoutDef
+{
+	Interval	after;
+	char		event[OE_NAME_LEN];
+	struct TimeoutDef *next;
+} TimeoutDef;
+
 typedef struct MachineDef
 {
-	char		name[NAMEDATALEN];	/* hash key */
-	char	   *initial_status;
+	char		name[OE_NAME_LEN];	/* hash key */
+	char		initial_status[OE_NAME_LEN];
+	int			nterminal;
+	char	  **terminal;
 } MachineDef;
 
+typedef struct TransitionDef
+{
+	char		key[3 * OE_NAME_LEN];	/* machine \0 from \0 event: hash key */
+	char		to_status[OE_NAME_LEN];
+	int			nactors;
+	char	  **actors;
+	uint32		effects;
+	Jsonb	   *requires;		/* NULL: no guard */
+	int			count;			/* > 1: the machine defines this pair twice */
+} TransitionDef;
+
 extern const MachineDef *MachineLookup(const char *name);
+extern const TransitionDef *TransitionLookup(const char *machine, const char *from,
+											 const char *event);
+extern const TimeoutDef *TimeoutsLookup(const char *machine, const char *status);
+extern bool MachineIsTerminal(const MachineDef *m, const char *status);
+extern bool TransitionAllowsActor(const TransitionDef *t, const char *actor);
 
 #endif

@@ -25,18 +25,130 @@ COMMENT ON FUNCTION order_ext.min_order_id(timestamptz) IS
 --------------------------------------------------------------------------
 
 CREATE TABLE order_ext.machines (
-    machine         text PRIMARY KEY
-                    CHECK (machine ~ '^[a-z][a-z0-9_]{0,62}$'),
-    initial_status  text NOT NULL CHECK (initial_status <> ''),
-    description     text
+    machine           text PRIMARY KEY
+                      CHECK (machine ~ '^[a-z][a-z0-9_]{0,62}$'),
+    initial_status    text NOT NULL CHECK (initial_status ~ '^[a-z][a-z0-9_]{0,62}$'),
+    terminal_statuses text[] NOT NULL DEFAULT '{}',
+    description       text
 );
 COMMENT ON TABLE order_ext.machines IS
-'One row per order state machine; order_ext.create_order(..., machine) starts orders in initial_status.';
+'One row per order state machine: orders start in initial_status; terminal_statuses end an order''s life (archivable, no timers).';
 
-INSERT INTO order_ext.machines (machine, initial_status, description) VALUES
-    ('physical',   'pending_payment', 'B2C physical goods: pay, ship, confirm receipt, complete'),
-    ('virtual',    'pending_payment', 'Virtual goods: pay, deliver, complete'),
-    ('after_sale', 'requested',       'After-sales requests: approve or reject, return, refund');
+-- (machine, from_status, event) -> to_status.  Deliberately no unique key on
+-- (machine, from_status, event): a broken machine may be inserted, and
+-- order_ext.validate_machine() says what is wrong with it.
+CREATE TABLE order_ext.transitions (
+    id          serial PRIMARY KEY,
+    machine     text   NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
+    from_status text   NOT NULL CHECK (from_status ~ '^[a-z][a-z0-9_]{0,62}$'),
+    event       text   NOT NULL CHECK (event ~ '^[a-z][a-z0-9_]{0,62}$'),
+    to_status   text   NOT NULL CHECK (to_status ~ '^[a-z][a-z0-9_]{0,62}$'),
+    actors      text[] NOT NULL DEFAULT '{system}' CHECK (cardinality(actors) > 0),
+    effects     text[] NOT NULL DEFAULT '{}'
+                CHECK (effects <@ ARRAY['stamp:paid_at', 'stamp:shipped_at', 'stamp:received_at',
+                                        'stamp:completed_at', 'stamp:closed_at', 'merge_attrs']),
+    requires    jsonb  CHECK (requires IS NULL OR jsonb_typeof(requires) = 'object')
+);
+CREATE INDEX transitions_lookup_idx ON order_ext.transitions (machine, from_status, event);
+COMMENT ON TABLE order_ext.transitions IS
+'The state machines: from_status --event--> to_status, who may fire it (actors: buyer, merchant, system, platform), what it does (effects), and an optional guard (requires: the subject''s attributes must contain this JSON object).';
+COMMENT ON COLUMN order_ext.transitions.effects IS
+'stamp:<milestone column> sets that column to now(); merge_attrs merges payload.attrs into the order''s attrs.';
+
+CREATE TABLE order_ext.status_labels (
+    machine text NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
+    status  text NOT NULL,
+    role    text NOT NULL CHECK (role IN ('buyer', 'merchant', 'system', 'platform')),
+    label   text NOT NULL,
+    PRIMARY KEY (machine, status, role)
+);
+COMMENT ON TABLE order_ext.status_labels IS
+'What each role sees for a status (the seed''s per-role status views).';
+
+CREATE TABLE order_ext.timeouts (
+    machine text     NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
+    status  text     NOT NULL,
+    after   interval NOT NULL CHECK (after >= interval '0'),
+    event   text     NOT NULL,
+    PRIMARY KEY (machine, status, event)
+);
+COMMENT ON TABLE order_ext.timeouts IS
+'When an order enters status, a timer due "after" later fires event (through the state machine). Changing a row changes the rule for orders entering the status afterwards.';
+
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses, description) VALUES
+    ('physical',   'pending_payment', '{completed,cancelled,closed,split}',
+     'B2C physical goods: pay, ship, confirm receipt, complete'),
+    ('virtual',    'pending_payment', '{completed,cancelled,closed,split}',
+     'Virtual goods: pay, deliver, complete'),
+    ('after_sale', 'requested',       '{refunded}',
+     'After-sales requests: approve or reject, appeal, return, refund');
+
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
+    ('physical', 'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at}',      NULL),
+    ('physical', 'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at}',    NULL),
+    ('physical', 'pending_payment', 'expire',          'cancelled',       '{system}',                '{stamp:closed_at}',    NULL),
+    ('physical', 'pending_payment', 'modify',          'pending_payment', '{buyer,merchant}',        '{merge_attrs}',        NULL),
+    ('physical', 'paid',            'modify',          'paid',            '{buyer,merchant}',        '{merge_attrs}',        NULL),
+    ('physical', 'paid',            'ship',            'shipped',         '{merchant}',              '{stamp:shipped_at}',   NULL),
+    ('physical', 'shipped',         'confirm_receipt', 'received',        '{buyer,system}',          '{stamp:received_at}',  NULL),
+    ('physical', 'received',        'complete',        'completed',       '{system}',                '{stamp:completed_at}', NULL),
+    ('physical', 'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
+    ('physical', 'shipped',         'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
+    ('physical', 'received',        'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
+    ('physical', 'pending_payment', 'split',           'split',           '{system}',                '{}',                   NULL),
+    ('physical', 'paid',            'split',           'split',           '{system}',                '{}',                   NULL),
+
+    ('virtual',  'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at}',      NULL),
+    ('virtual',  'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at}',    NULL),
+    ('virtual',  'pending_payment', 'expire',          'cancelled',       '{system}',                '{stamp:closed_at}',    NULL),
+    ('virtual',  'pending_payment', 'modify',          'pending_payment', '{buyer,merchant}',        '{merge_attrs}',        NULL),
+    ('virtual',  'paid',            'modify',          'paid',            '{buyer,merchant}',        '{merge_attrs}',        NULL),
+    ('virtual',  'paid',            'deliver',         'delivered',       '{merchant,system}',       '{stamp:shipped_at}',   NULL),
+    ('virtual',  'delivered',       'complete',        'completed',       '{system}',                '{stamp:completed_at}', NULL),
+    ('virtual',  'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
+    ('virtual',  'delivered',       'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
+    ('virtual',  'pending_payment', 'split',           'split',           '{system}',                '{}',                   NULL),
+    ('virtual',  'paid',            'split',           'split',           '{system}',                '{}',                   NULL),
+
+    ('after_sale', 'requested',   'approve',        'approved',    '{merchant,system}', '{}', NULL),
+    ('after_sale', 'requested',   'reject',         'rejected',    '{merchant}',        '{}', NULL),
+    ('after_sale', 'rejected',    'appeal',         'arbitration', '{buyer}',           '{}', NULL),
+    ('after_sale', 'arbitration', 'approve',        'approved',    '{platform}',        '{}', NULL),
+    ('after_sale', 'arbitration', 'reject',         'rejected',    '{platform}',        '{}', NULL),
+    ('after_sale', 'approved',    'receive_return', 'returned',    '{merchant}',        '{}', '{"kind": "return_refund"}'),
+    ('after_sale', 'approved',    'refund',         'refunded',    '{merchant,system}', '{}', '{"kind": "refund_only"}'),
+    ('after_sale', 'returned',    'refund',         'refunded',    '{merchant,system}', '{}', NULL);
+
+INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
+    ('physical',   'pending_payment', '30 minutes', 'expire'),
+    ('physical',   'shipped',         '10 days',    'confirm_receipt'),
+    ('physical',   'received',        '7 days',     'complete'),
+    ('virtual',    'pending_payment', '30 minutes', 'expire'),
+    ('after_sale', 'requested',       '5 days',     'approve');
+
+INSERT INTO order_ext.status_labels (machine, status, role, label)
+SELECT m, s, r, l FROM (VALUES
+    ('pending_payment', 'buyer', 'Awaiting your payment'),   ('pending_payment', 'merchant', 'Awaiting buyer payment'),
+    ('paid',            'buyer', 'Paid, awaiting shipment'), ('paid',            'merchant', 'To ship'),
+    ('shipped',         'buyer', 'On its way'),              ('shipped',         'merchant', 'Shipped'),
+    ('delivered',       'buyer', 'Delivered'),               ('delivered',       'merchant', 'Delivered'),
+    ('received',        'buyer', 'Received'),                ('received',        'merchant', 'Received by buyer'),
+    ('completed',       'buyer', 'Completed'),               ('completed',       'merchant', 'Completed'),
+    ('cancelled',       'buyer', 'Cancelled'),               ('cancelled',       'merchant', 'Cancelled'),
+    ('closed',          'buyer', 'Closed (refunded)'),       ('closed',          'merchant', 'Closed (refunded)'),
+    ('split',           'buyer', 'Split into several orders'), ('split',         'merchant', 'Split')
+) AS v(s, r, l)
+CROSS JOIN (VALUES ('physical'), ('virtual')) AS mm(m)
+WHERE NOT (m = 'virtual' AND s IN ('shipped', 'received'))
+  AND NOT (m = 'physical' AND s = 'delivered');
+
+INSERT INTO order_ext.status_labels (machine, status, role, label) VALUES
+    ('after_sale', 'requested',   'buyer', 'Waiting for the merchant'), ('after_sale', 'requested',   'merchant', 'To review'),
+    ('after_sale', 'approved',    'buyer', 'Approved'),                 ('after_sale', 'approved',    'merchant', 'Approved'),
+    ('after_sale', 'rejected',    'buyer', 'Rejected'),                 ('after_sale', 'rejected',    'merchant', 'Rejected'),
+    ('after_sale', 'arbitration', 'buyer', 'Under platform review'),    ('after_sale', 'arbitration', 'merchant', 'Under platform review'),
+    ('after_sale', 'returned',    'buyer', 'Return received'),          ('after_sale', 'returned',    'merchant', 'Return received'),
+    ('after_sale', 'refunded',    'buyer', 'Refunded'),                 ('after_sale', 'refunded',    'merchant', 'Refunded');
 
 CREATE FUNCTION order_ext.config_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'config_changed' LANGUAGE C;
@@ -45,6 +157,10 @@ COMMENT ON FUNCTION order_ext.config_changed() IS
 
 CREATE TRIGGER machines_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON order_ext.machines FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
+CREATE TRIGGER transitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON order_ext.transitions FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
+CREATE TRIGGER timeouts_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON order_ext.timeouts FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
 
 --------------------------------------------------------------------------
 -- Order tables: partitioned by order_id range, one partition per month of
@@ -59,6 +175,7 @@ CREATE TABLE order_ext.orders (
     machine         text        NOT NULL,
     status          text        NOT NULL,
     version         integer     NOT NULL DEFAULT 1 CHECK (version > 0),
+    status_version  integer     NOT NULL DEFAULT 1,
     buyer_id        bigint      NOT NULL,
     currency        text        NOT NULL,
     item_total      bigint      NOT NULL CHECK (item_total >= 0),
@@ -81,6 +198,8 @@ CREATE TABLE order_ext.orders (
 CREATE INDEX orders_buyer_idx ON order_ext.orders (buyer_id);
 COMMENT ON TABLE order_ext.orders IS
 'Orders, partitioned by order_id (one partition per month of id time). Every UPDATE bumps version by one; status changes only through order_ext.fire().';
+COMMENT ON COLUMN order_ext.orders.status_version IS
+'The version at which the order entered its current status (timers scheduled then are still due).';
 COMMENT ON COLUMN order_ext.orders.request_hash IS
 'Fingerprint of the create_order request: the same order_id with another request is refused (OE004).';
 
@@ -156,6 +275,23 @@ CREATE INDEX outbox_id_idx ON order_ext.outbox (id);
 COMMENT ON TABLE order_ext.outbox IS
 'Events out: one row per order event, written in the same transaction as the change.';
 
+-- Timers: one row per scheduled timeout.  A timer is stale, and dropped
+-- when it comes due, if its subject has left the status it was set for
+-- (status or status_version differ).
+CREATE TABLE order_ext.timers (
+    order_id    bigint      NOT NULL,
+    subject     text        NOT NULL DEFAULT 'order' CHECK (subject IN ('order', 'after_sale')),
+    subject_id  bigint      NOT NULL,
+    status      text        NOT NULL,
+    version     integer     NOT NULL,
+    event       text        NOT NULL,
+    due_at      timestamptz NOT NULL,
+    PRIMARY KEY (order_id, subject, subject_id, version, event)
+);
+CREATE INDEX timers_due_idx ON order_ext.timers (due_at);
+COMMENT ON TABLE order_ext.timers IS
+'Scheduled timeouts (per order_ext.timeouts), fired by order_ext.run_timers().';
+
 CREATE FUNCTION order_ext.orders_guard() RETURNS trigger
     AS 'MODULE_PATHNAME', 'orders_guard' LANGUAGE C;
 COMMENT ON FUNCTION order_ext.orders_guard() IS
@@ -201,6 +337,139 @@ COMMENT ON FUNCTION order_ext.create_order(bigint, bigint, jsonb, text, jsonb, b
 'Create an order idempotently. items: [{"sku","qty","unit_price"[,"merchant_id"][,"warehouse_id"]}]; discounts: [{"kind","code","amount"[,"line"]}]. The same order_id with the same request returns the existing order and changes nothing; with another request: OE004.';
 
 --------------------------------------------------------------------------
+-- The state machine
+--------------------------------------------------------------------------
+
+CREATE FUNCTION order_ext.fire(
+    order_id         bigint,
+    event            text,
+    expected_version integer DEFAULT NULL,
+    actor            text    DEFAULT 'system',
+    payload          jsonb   DEFAULT '{}')
+    RETURNS order_ext.orders
+    AS 'MODULE_PATHNAME', 'fire' LANGUAGE C VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION order_ext.fire(bigint, text, integer, text, jsonb) IS
+'Apply the transition (status, event) of the order''s machine: checks expected_version (OE002) first, then the transition and actor (OE001); bumps version by one, stamps the milestone, appends to order_events and the outbox, runs the effects and schedules timers, all in the caller''s transaction.';
+
+CREATE FUNCTION order_ext.run_timers(max integer DEFAULT 1000) RETURNS integer
+    AS 'MODULE_PATHNAME', 'run_timers' LANGUAGE C VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION order_ext.run_timers(integer) IS
+'Fire up to max due timers through the state machine (guards apply; a timer whose order has moved on is dropped); returns how many fired. Concurrent runners never fire a timer twice.';
+
+CREATE FUNCTION order_ext.timeline(order_id bigint) RETURNS SETOF order_ext.order_events
+    LANGUAGE sql STABLE
+    AS $$ SELECT e.* FROM order_ext.order_events e WHERE e.order_id = $1 ORDER BY e.version $$;
+COMMENT ON FUNCTION order_ext.timeline(bigint) IS
+'The order''s events in order: creation first, one row per version.';
+
+CREATE FUNCTION order_ext.status_label(machine text, status text, role text) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result text;
+BEGIN
+    IF role IS NULL OR role NOT IN ('buyer', 'merchant', 'system', 'platform') THEN
+        RAISE EXCEPTION 'role must be one of buyer, merchant, system, platform'
+            USING ERRCODE = '22023', DETAIL = format('Got %L.', role);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM order_ext.machines m WHERE m.machine = status_label.machine) THEN
+        RAISE EXCEPTION 'machine "%" does not exist', machine USING ERRCODE = '22023';
+    END IF;
+    SELECT l.label INTO result FROM order_ext.status_labels l
+     WHERE l.machine = status_label.machine AND l.status = status_label.status
+       AND l.role = status_label.role;
+    RETURN coalesce(result, status);
+END $$;
+COMMENT ON FUNCTION order_ext.status_label(text, text, text) IS
+'What a role (buyer, merchant, system, platform) sees for a status of a machine; the status itself where no label is defined.';
+
+CREATE FUNCTION order_ext.validate_machine(name text) RETURNS SETOF text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m order_ext.machines;
+BEGIN
+    SELECT * INTO m FROM order_ext.machines WHERE machine = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE t AS (
+        SELECT * FROM order_ext.transitions WHERE machine = name
+    ), reach(status) AS (
+        SELECT m.initial_status
+        UNION
+        SELECT t.to_status FROM t JOIN reach r ON t.from_status = r.status
+    ), statuses AS (
+        SELECT m.initial_status AS status
+        UNION SELECT from_status FROM t
+        UNION SELECT to_status FROM t
+        UNION SELECT unnest(m.terminal_statuses)
+    ), problems(ord, problem) AS (
+        SELECT 1, format('status %s is unreachable from the initial status %s', s.status, m.initial_status)
+          FROM statuses s
+         WHERE s.status NOT IN (SELECT status FROM reach)
+        UNION ALL
+        SELECT 2, format('status %s is not terminal but has no way out', s.status)
+          FROM statuses s
+         WHERE s.status <> ALL (m.terminal_statuses)
+           AND NOT EXISTS (SELECT 1 FROM t WHERE t.from_status = s.status AND t.to_status <> s.status)
+        UNION ALL
+        SELECT 3, format('terminal status %s has transitions out (%s)', s.status,
+                         string_agg(t.event, ', ' ORDER BY t.event))
+          FROM statuses s JOIN t ON t.from_status = s.status
+         WHERE s.status = ANY (m.terminal_statuses)
+         GROUP BY s.status
+        UNION ALL
+        SELECT 4, format('transition (%s, %s) is defined %s times', from_status, event, count(*))
+          FROM t GROUP BY from_status, event HAVING count(*) > 1
+        UNION ALL
+        SELECT 5, format('timeout on status %s fires %s, which no transition from %s allows for actor system',
+                         o.status, o.event, o.status)
+          FROM order_ext.timeouts o
+         WHERE o.machine = name
+           AND NOT EXISTS (SELECT 1 FROM t WHERE t.from_status = o.status AND t.event = o.event
+                                              AND 'system' = ANY (t.actors))
+        UNION ALL
+        SELECT 6, format('transition (%s, %s) names an unknown actor (%s)', from_status, event,
+                         array_to_string(actors, ', '))
+          FROM t WHERE NOT actors <@ ARRAY['buyer', 'merchant', 'system', 'platform']
+    )
+    SELECT p.problem FROM problems p ORDER BY p.ord, p.problem;
+END $$;
+COMMENT ON FUNCTION order_ext.validate_machine(text) IS
+'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors.';
+
+CREATE FUNCTION order_ext.machine_dot(name text) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m order_ext.machines;
+    dot text;
+BEGIN
+    SELECT * INTO m FROM order_ext.machines WHERE machine = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
+    END IF;
+    SELECT format(E'digraph %s {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname="Helvetica"];\n  edge [fontname="Helvetica", fontsize=10];\n  __start [shape=point];\n  __start -> %s;\n',
+                  quote_ident(name), quote_ident(m.initial_status))
+        || coalesce((SELECT string_agg(format(E'  %s [shape=box, style="rounded,bold,filled", fillcolor="#eeeeee"];\n', quote_ident(s)), '' ORDER BY s)
+                       FROM unnest(m.terminal_statuses) s), '')
+        || coalesce((SELECT string_agg(
+                       format(E'  %s -> %s [label="%s\\n(%s)%s"];\n', quote_ident(t.from_status), quote_ident(t.to_status),
+                              t.event, array_to_string(t.actors, ', '),
+                              coalesce((SELECT E'\\n' || string_agg(o.after::text, ', ')
+                                          FROM order_ext.timeouts o
+                                         WHERE o.machine = name AND o.status = t.from_status AND o.event = t.event), '')),
+                       '' ORDER BY t.id)
+                       FROM order_ext.transitions t WHERE t.machine = name), '')
+        || E'}\n'
+      INTO dot;
+    RETURN dot;
+END $$;
+COMMENT ON FUNCTION order_ext.machine_dot(text) IS
+'The machine as Graphviz text (terminal statuses shaded; edges labelled with event, actors and timeout): psql -Atc "SELECT order_ext.machine_dot(''physical'')" | dot -Tsvg > physical.svg';
+
+--------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; grant_app / grant_admin hand out roles.
 --------------------------------------------------------------------------
 
@@ -217,11 +486,13 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA order_ext TO %I', role);
     EXECUTE format('GRANT SELECT ON order_ext.orders, order_ext.order_items, order_ext.order_payments,'
-                   ' order_ext.order_discounts, order_ext.order_events, order_ext.machines TO %I', role);
+                   ' order_ext.order_discounts, order_ext.order_events, order_ext.machines,'
+                   ' order_ext.transitions, order_ext.status_labels, order_ext.timeouts TO %I', role);
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_proc p
         WHERE p.pronamespace = 'order_ext'::regnamespace
-          AND p.proname = ANY (ARRAY['new_order_id', 'order_id_time', 'min_order_id', 'create_order'])
+          AND p.proname = ANY (ARRAY['new_order_id', 'order_id_time', 'min_order_id', 'create_order',
+                                     'fire', 'timeline', 'status_label', 'validate_machine', 'machine_dot'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, role);
     END LOOP;
@@ -235,12 +506,15 @@ DECLARE
     f regprocedure;
 BEGIN
     PERFORM order_ext.grant_app(role);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON order_ext.machines TO %I', role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON order_ext.machines, order_ext.transitions,'
+                   ' order_ext.status_labels, order_ext.timeouts TO %I', role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE order_ext.transitions_id_seq TO %I', role);
+    EXECUTE format('GRANT SELECT ON order_ext.timers TO %I', role);
     EXECUTE format('GRANT SELECT ON order_ext.outbox TO %I', role);
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_proc p
         WHERE p.pronamespace = 'order_ext'::regnamespace
-          AND p.proname = ANY (ARRAY['create_partitions', 'maintain'])
+          AND p.proname = ANY (ARRAY['create_partitions', 'maintain', 'run_timers'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, role);
     END LOOP;

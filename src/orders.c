@@ -32,6 +32,7 @@
 #include "jsonin.h"
 #include "machine.h"
 #include "order_ext.h"
+#include "timers.h"
 
 #define MAX_LINES		1000
 #define MAX_DISCOUNTS	100
@@ -642,6 +643,8 @@ create_order(PG_FUNCTION_ARGS)
 			OrderEventAppend(req.order_id, 1, "create", NULL,
 							 req.machine->initial_status, "buyer",
 							 DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+			TimersSchedule("order", req.order_id, req.order_id, req.machine->name,
+						   req.machine->initial_status, 1);
 			break;
 		}
 		/* the id exists: same request returns it, another is OE004 */

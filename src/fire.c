@@ -1,0 +1,286 @@
+/*
+ * fire.c
+ *		The state machine engine: order_ext.fire() and OrderFire(), the one
+ *		code path that moves an order from one status to the next.
+ *
+ * Owns: the order of checks (order exists: OE008; expected_version: OE002;
+ * transition, guard and actor: OE001), the version bump, milestone stamps,
+ * the event row, the effects and the timers of the new status.  Everything
+ * runs in the caller's transaction, so an error leaves nothing behind.
+ * Other modules (timers, payments, refunds) move orders only through here.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "events.h"
+#include "fire.h"
+#include "machine.h"
+#include "order_ext.h"
+#include "timers.h"
+
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr update_plan = NULL;
+
+PG_FUNCTION_INFO_V1(fire);
+
+/*
+ * OrderLock
+ *		Lock the order row and read what fire() needs; false if no such order.
+ */
+bool
+OrderLock(int64 order_id, OrderState *st)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	plan = OrderPlan(&lock_plan,
+					 "SELECT machine, status, version, status_version, attrs"
+					 " FROM order_ext.orders WHERE order_id = $1 FOR UPDATE",
+					 1, argtypes);
+	values[0] = Int64GetDatum(order_id);
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	st->order_id = order_id;
+	strlcpy(st->machine, SPI_getvalue(tup, desc, 1), OE_NAME_LEN);
+	strlcpy(st->status, SPI_getvalue(tup, desc, 2), OE_NAME_LEN);
+	st->version = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	st->status_version = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	st->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+	return true;
+}
+
+void
+OrderNotFound(int64 order_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OE_NOT_FOUND),
+			 errmsg("order " INT64_FORMAT " does not exist", order_id)));
+}
+
+/*
+ * JsonbContains
+ *		container @> contained, for the transition guard.
+ */
+static bool
+JsonbContains(Jsonb *container, Jsonb *contained)
+{
+	return DatumGetBool(DirectFunctionCall2(jsonb_contains,
+											JsonbPGetDatum(container),
+											JsonbPGetDatum(contained)));
+}
+
+/*
+ * TransitionCheck
+ *		The transition for (machine, status, event) if actor may fire it on
+ *		a subject with these attributes; OE001 naming the reason otherwise.
+ */
+const TransitionDef *
+TransitionCheck(const char *what, int64 id, const char *machine, const char *status,
+				const char *event, const char *actor, Jsonb *attrs)
+{
+	const TransitionDef *t = TransitionLookup(machine, status, event);
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("event \"%s\" is not allowed for %s " INT64_FORMAT " in status \"%s\"",
+						event, what, id, status),
+				 errdetail("Machine \"%s\" has no transition (%s, %s).", machine, status, event)));
+	if (t->count > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("machine \"%s\" defines transition (%s, %s) %d times", machine, status,
+						event, t->count),
+				 errhint("Fix the machine; order_ext.validate_machine('%s') lists its problems.",
+						 machine)));
+	if (!TransitionAllowsActor(t, actor))
+	{
+		StringInfoData allowed;
+		int			i;
+
+		initStringInfo(&allowed);
+		for (i = 0; i < t->nactors; i++)
+			appendStringInfo(&allowed, "%s%s", i ? ", " : "", t->actors[i]);
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("actor \"%s\" may not fire \"%s\" for %s " INT64_FORMAT, actor, event,
+						what, id),
+				 errdetail("Transition (%s, %s) of machine \"%s\" is for: %s.", status, event,
+						   machine, allowed.data)));
+	}
+	if (t->requires != NULL && !JsonbContains(attrs, t->requires))
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("event \"%s\" is not allowed for this %s", event, what),
+				 errdetail("Transition (%s, %s) of machine \"%s\" requires %s.", status, event,
+						   machine,
+						   JsonbToCString(NULL, &t->requires->root, VARSIZE(t->requires)))));
+	return t;
+}
+
+/*
+ * CheckVersion
+ *		OE002 if the caller expected another version.
+ */
+void
+CheckVersion(const char *what, int64 id, int32 current, bool has_expected, int32 expected)
+{
+	if (has_expected && expected != current)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_STALE_VERSION),
+				 errmsg("%s " INT64_FORMAT " is at version %d, not %d", what, id, current, expected),
+				 errdetail("Another change came first; read the %s again and retry if still wanted.",
+						   what)));
+}
+
+/*
+ * PayloadAttrs
+ *		payload.attrs for the merge_attrs effect: a JSON object.
+ */
+static Jsonb *
+PayloadAttrs(Jsonb *payload)
+{
+	JsonbValue	v;
+	JsonbValue *found = NULL;
+
+	if (JB_ROOT_IS_OBJECT(payload))
+		found = getKeyJsonValueFromContainer(&payload->root, "attrs", 5, &v);
+	if (found == NULL || v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payload.attrs must be a JSON object"),
+				 errdetail("This transition merges payload.attrs into the order's attrs.")));
+	return JsonbValueToJsonb(&v);
+}
+
+/*
+ * OrderFire
+ *		Fire event on an order locked with OrderLock; returns the new row as a
+ *		composite datum (in the SPI context).
+ */
+Datum
+OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
+		  const char *actor, Jsonb *payload)
+{
+	Oid			argtypes[10] = {INT8OID, TEXTOID, BOOLOID, JSONBOID, BOOLOID,
+	BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT4OID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	const TransitionDef *t;
+	SPIPlanPtr	plan;
+	bool		moved;
+	bool		isnull;
+	int32		new_version;
+	Datum		row;
+
+	CheckVersion("order", st->order_id, st->version, has_expected, expected);
+	t = TransitionCheck("order", st->order_id, st->machine, st->status, event, actor, st->attrs);
+	if (st->version == PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("version of order " INT64_FORMAT " is at its maximum", st->order_id)));
+	new_version = st->version + 1;
+	moved = strcmp(t->to_status, st->status) != 0;
+
+	/* the event row first: the orders guard trigger checks it is there */
+	OrderEventAppend(st->order_id, new_version, event, st->status, t->to_status, actor,
+					 JsonbPGetDatum(payload));
+
+	plan = OrderPlan(&update_plan,
+					 "UPDATE order_ext.orders o SET"
+					 " status = $2,"
+					 " status_version = CASE WHEN $3 THEN $10 ELSE status_version END,"
+					 " attrs = CASE WHEN $4 IS NULL THEN attrs ELSE attrs || $4 END,"
+					 " paid_at = CASE WHEN $5 THEN now() ELSE paid_at END,"
+					 " shipped_at = CASE WHEN $6 THEN now() ELSE shipped_at END,"
+					 " received_at = CASE WHEN $7 THEN now() ELSE received_at END,"
+					 " completed_at = CASE WHEN $8 THEN now() ELSE completed_at END,"
+					 " closed_at = CASE WHEN $9 THEN now() ELSE closed_at END"
+					 " WHERE order_id = $1 RETURNING o",
+					 10, argtypes);
+	values[0] = Int64GetDatum(st->order_id);
+	values[1] = CStringGetTextDatum(t->to_status);
+	values[2] = BoolGetDatum(moved);
+	if (t->effects & OE_EFFECT_MERGE_ATTRS)
+		values[3] = JsonbPGetDatum(PayloadAttrs(payload));
+	else
+	{
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	values[4] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_PAID) != 0);
+	values[5] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_SHIPPED) != 0);
+	values[6] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_RECEIVED) != 0);
+	values[7] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_COMPLETED) != 0);
+	values[8] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_CLOSED) != 0);
+	values[9] = Int32GetDatum(new_version);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not update order " INT64_FORMAT, st->order_id);
+	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	if (moved)
+		TimersSchedule("order", st->order_id, st->order_id, st->machine, t->to_status,
+					   new_version);
+
+	strlcpy(st->status, t->to_status, OE_NAME_LEN);
+	st->version = new_version;
+	if (moved)
+		st->status_version = new_version;
+	return row;
+}
+
+/*
+ * fire(order_id, event, expected_version, actor, payload) -> order_ext.orders
+ */
+Datum
+fire(PG_FUNCTION_ARGS)
+{
+	OrderState	st;
+	int64		order_id;
+	char	   *event;
+	char	   *actor;
+	Jsonb	   *payload;
+	Datum		row;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("order_id must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("event must not be NULL")));
+	if (PG_ARGISNULL(3))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("actor must not be NULL")));
+	order_id = PG_GETARG_INT64(0);
+	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (PG_ARGISNULL(4))
+		payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	else
+		payload = PG_GETARG_JSONB_P(4);
+	if (!JB_ROOT_IS_OBJECT(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payload must be a JSON object")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!OrderLock(order_id, &st))
+		OrderNotFound(order_id);
+	row = OrderFire(&st, event, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2),
+					actor, payload);
+	row = SPI_datumTransfer(row, false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(row);
+}

@@ -1,0 +1,31 @@
+/*
+ * fire.h
+ *		The state machine engine (fire.c).
+ */
+#ifndef ORDER_EXT_FIRE_H
+#define ORDER_EXT_FIRE_H
+
+#include "machine.h"
+
+/* What fire() reads of a locked order. */
+typedef struct OrderState
+{
+	int64		order_id;
+	char		machine[OE_NAME_LEN];
+	char		status[OE_NAME_LEN];
+	int32		version;
+	int32		status_version;
+	Jsonb	   *attrs;
+} OrderState;
+
+extern bool OrderLock(int64 order_id, OrderState *st);
+extern void OrderNotFound(int64 order_id);
+extern void CheckVersion(const char *what, int64 id, int32 current, bool has_expected,
+						 int32 expected);
+extern const TransitionDef *TransitionCheck(const char *what, int64 id, const char *machine,
+											const char *status, const char *event,
+											const char *actor, Jsonb *attrs);
+extern Datum OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
+					   const char *actor, Jsonb *payload);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * timers.c
+ *		Timeouts: scheduling a timer when a subject enters a status (per
+ *		order_ext.timeouts), and order_ext.run_timers(), which fires the due
+ *		ones through the state machine.
+ *
+ * Owns: the timers table.  Timers are claimed with DELETE ... RETURNING
+ * over rows picked FOR UPDATE SKIP LOCKED, so two runners never fire one
+ * timer twice.  A timer whose subject has left the status it was set for
+ * is stale and dropped; one whose transition fails (guard, actor, a
+ * changed machine) is dropped with a WARNING, in its own subtransaction, so
+ * one bad timer never holds the others back.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "fire.h"
+#include "machine.h"
+#include "order_ext.h"
+#include "timers.h"
+
+static SPIPlanPtr schedule_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
+
+PG_FUNCTION_INFO_V1(run_timers);
+
+/*
+ * TimersSchedule
+ *		Set the timers of (machine, status) for a subject that has just
+ *		entered that status at 'version'.  The caller is connected to SPI.
+ */
+void
+TimersSchedule(const char *subject, int64 order_id, int64 subject_id, const char *machine,
+			   const char *status, int32 version)
+{
+	Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID, INTERVALOID};
+	Datum		values[7];
+	const TimeoutDef *d;
+	SPIPlanPtr	plan;
+
+	for (d = TimeoutsLookup(machine, status); d != NULL; d = d->next)
+	{
+		plan = OrderPlan(&schedule_plan,
+						 "INSERT INTO order_ext.timers"
+						 " (order_id, subject, subject_id, status, version, event, due_at)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, now() + $7)"
+						 " ON CONFLICT DO NOTHING",
+						 7, argtypes);
+		values[0] = Int64GetDatum(order_id);
+		values[1] = CStringGetTextDatum(subject);
+		values[2] = Int64GetDatum(subject_id);
+		values[3] = CStringGetTextDatum(status);
+		values[4] = Int32GetDatum(version);
+		values[5] = CStringGetTextDatum(d->event);
+		values[6] = IntervalPGetDatum(&d->after);
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not schedule timer");
+	}
+}
+
+/* A claimed timer. */
+typedef struct Timer
+{
+	int64		order_id;
+	char		subject[OE_NAME_LEN];
+	int64		subject_id;
+	char		status[OE_NAME_LEN];
+	int32		version;
+	char		event[OE_NAME_LEN];
+} Timer;
+
+/*
+ * FireOrderTimer
+ *		Fire one order timer if the order is still where the timer found it;
+ *		true if it fired.
+ */
+static bool
+FireOrderTimer(Timer *tm, Jsonb *payload)
+{
+	OrderState	st;
+
+	if (!OrderLock(tm->order_id, &st))
+		return false;			/* archived or gone */
+	if (strcmp(st.status, tm->status) != 0 || st.status_version != tm->version)
+		return false;			/* moved on: stale */
+	(void) OrderFire(&st, tm->event, true, st.version, "system", payload);
+	return true;
+}
+
+/*
+ * FireTimer
+ *		Fire one timer in a subtransaction; true if it fired.
+ */
+static bool
+FireTimer(Timer *tm, Jsonb *payload)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool fired = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		if (strcmp(tm->subject, "order") == 0)
+			fired = FireOrderTimer(tm, payload);
+		else
+			elog(WARNING, "order_ext: dropping timer for unknown subject \"%s\"", tm->subject);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		/* query cancel and the like must still stop us */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("order_ext: timer %s of order " INT64_FORMAT " (%s at version %d) dropped: %s",
+						tm->event, tm->order_id, tm->status, tm->version, edata->message)));
+		FreeErrorData(edata);
+		fired = false;
+	}
+	PG_END_TRY();
+	return fired;
+}
+
+/*
+ * run_timers(max) -> int
+ *		Fire up to max due timers; returns how many fired.
+ */
+Datum
+run_timers(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	int32		max = PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0);
+	SPIPlanPtr	plan;
+	Timer	   *timers;
+	uint64		n;
+	uint64		i;
+	int			fired = 0;
+	Jsonb	   *payload;
+
+	if (max < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max must not be negative")));
+	if (max == 0)
+		PG_RETURN_INT32(0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = OrderPlan(&claim_plan,
+					 "DELETE FROM order_ext.timers WHERE ctid = ANY (ARRAY("
+					 " SELECT ctid FROM order_ext.timers WHERE due_at <= now()"
+					 " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+					 " RETURNING order_id, subject, subject_id, status, version, event",
+					 1, argtypes);
+	values[0] = Int32GetDatum(max);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not claim timers");
+
+	/* copy out: SPI calls below reuse the tuple table */
+	n = SPI_processed;
+	timers = palloc(sizeof(Timer) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		timers[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		strlcpy(timers[i].subject, SPI_getvalue(tup, desc, 2), OE_NAME_LEN);
+		timers[i].subject_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		strlcpy(timers[i].status, SPI_getvalue(tup, desc, 4), OE_NAME_LEN);
+		timers[i].version = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		strlcpy(timers[i].event, SPI_getvalue(tup, desc, 6), OE_NAME_LEN);
+	}
+
+	payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"timer\": true}")));
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (FireTimer(&timers[i], payload))
+			fired++;
+		if ((i + 1) % 1000 == 0)
+			ereport(LOG,
+					(errmsg("order_ext: run_timers progress: %llu of %llu timers handled, %d fired",
+							(unsigned long long) (i + 1), (unsigned long long) n, fired)));
+	}
+	SPI_finish();
+	if (n > 0)
+		ereport(DEBUG1,
+				(errmsg("order_ext: run_timers claimed %llu due timers, fired %d",
+						(unsigned long long) n, fired)));
+	PG_RETURN_INT32(fired);
+}
