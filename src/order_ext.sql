@@ -441,7 +441,8 @@ COMMENT ON FUNCTION order_ext.validate_machine(text) IS
 'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors.';
 
 CREATE FUNCTION order_ext.machine_dot(name text) RETURNS text
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    SET intervalstyle = 'postgres_verbose' AS $$
 DECLARE
     m order_ext.machines;
     dot text;
@@ -457,7 +458,7 @@ BEGIN
         || coalesce((SELECT string_agg(
                        format(E'  %s -> %s [label="%s\\n(%s)%s"];\n', quote_ident(t.from_status), quote_ident(t.to_status),
                               t.event, array_to_string(t.actors, ', '),
-                              coalesce((SELECT E'\\n' || string_agg(o.after::text, ', ')
+                              coalesce((SELECT E'\\n' || string_agg(ltrim(o.after::text, '@ '), ', ')
                                           FROM order_ext.timeouts o
                                          WHERE o.machine = name AND o.status = t.from_status AND o.event = t.event), '')),
                        '' ORDER BY t.id)
