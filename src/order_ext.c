@@ -33,7 +33,9 @@ _PG_init(void)
 							"Give each server that issues order ids its own node id.",
 							&oe_node_id,
 							0, 0, OE_ID_MAX_NODE,
-							PGC_POSTMASTER,
+	/* PGC_POSTMASTER may only be defined while preloading; without
+	 * preloading no id is issued here, so the node id is moot */
+							process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 
