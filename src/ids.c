@@ -256,10 +256,10 @@ new_order_id(PG_FUNCTION_ARGS)
 TimestampTz
 OrderIdTime(int64 order_id)
 {
-	if (order_id <= 0)
+	if (order_id < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("order_id must be positive"),
+				 errmsg("order_id must not be negative"),
 				 errdetail("Got %lld.", (long long) order_id)));
 	return OE_ID_EPOCH + (order_id >> OE_ID_TIME_SHIFT) * 1000;
 }

@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -41,9 +42,25 @@ static HTAB *timeout_hash = NULL;
 static MemoryContext machine_cxt = NULL;	/* holds the three tables */
 static bool machine_valid = false;
 static bool callback_registered = false;
+static MemoryContext retired_cxt = NULL;	/* parent of replaced tables */
 static Oid	machine_relids[lengthof(MachineTables)];
 
 PG_FUNCTION_INFO_V1(config_changed);
+
+/*
+ * MachineCacheRetiredFree
+ *		At the end of a transaction, free the tables a reload replaced.  They
+ *		live until then because callers hold pointers into them across SPI
+ *		calls, and any SPI call may process an invalidation and reload.
+ */
+static void
+MachineCacheRetiredFree(XactEvent event, void *arg)
+{
+	(void) arg;
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE) && retired_cxt != NULL)
+		MemoryContextDeleteChildren(retired_cxt);
+}
 
 /*
  * MachineCacheReset
@@ -180,6 +197,9 @@ MachineCacheLoad(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(MachineCacheReset, (Datum) 0);
+		RegisterXactCallback(MachineCacheRetiredFree, NULL);
+		retired_cxt = AllocSetContextCreate(CacheMemoryContext, "order_ext retired machines",
+											ALLOCSET_SMALL_SIZES);
 		callback_registered = true;
 	}
 	old_cxt = machine_cxt;
@@ -282,9 +302,9 @@ MachineCacheLoad(void)
 	machine_hash = mh;
 	transition_hash = th;
 	timeout_hash = toh;
-	/* the previous tables; after an error mid-load, the orphaned new ones */
+	/* the previous tables: freed at transaction end, see MachineCacheRetiredFree */
 	if (old_cxt != NULL)
-		MemoryContextDelete(old_cxt);
+		MemoryContextSetParent(old_cxt, retired_cxt);
 }
 
 static void

@@ -39,6 +39,10 @@
 /* 2020-01-01 00:00:00 UTC as a PostgreSQL timestamp (microseconds since 2000) */
 #define OE_ID_EPOCH			INT64CONST(631152000000000)
 
+/* advisory locks: (class, key) pairs of pg_advisory_xact_lock(int, int) */
+#define OE_ADVISORY_CLASS		0x4F45	/* "OE" */
+#define OE_LOCK_PARTITIONS		1
+
 /* GUCs (order_ext.c) */
 extern int	oe_node_id;
 extern bool oe_notify;

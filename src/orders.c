@@ -26,6 +26,7 @@
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/uuid.h"
 
 #include "events.h"
@@ -318,6 +319,64 @@ AddFingerprintString(StringInfo buf, const char *s)
 }
 
 /*
+ * JsonbCanonical
+ *		A serialisation in which equal jsonb values read alike: jsonb already
+ *		orders and deduplicates keys; numbers are normalised (2.0 is 2), and
+ *		strings are length-prefixed.
+ */
+static void
+JsonbCanonical(StringInfo buf, Jsonb *jb)
+{
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+				appendStringInfoChar(buf, '{');
+				break;
+			case WJB_END_OBJECT:
+				appendStringInfoChar(buf, '}');
+				break;
+			case WJB_BEGIN_ARRAY:
+				appendStringInfoChar(buf, v.val.array.rawScalar ? '<' : '[');
+				break;
+			case WJB_END_ARRAY:
+				appendStringInfoChar(buf, ']');
+				break;
+			case WJB_KEY:
+			case WJB_VALUE:
+			case WJB_ELEM:
+				appendStringInfoChar(buf, tok == WJB_KEY ? 'k' : 'v');
+				switch (v.type)
+				{
+					case jbvString:
+						appendStringInfo(buf, "s%d:", v.val.string.len);
+						appendBinaryStringInfo(buf, v.val.string.val, v.val.string.len);
+						break;
+					case jbvNumeric:
+						appendStringInfo(buf, "n%s;", numeric_normalize(v.val.numeric));
+						break;
+					case jbvBool:
+						appendStringInfoChar(buf, v.val.boolean ? 't' : 'f');
+						break;
+					case jbvNull:
+						appendStringInfoChar(buf, 'z');
+						break;
+					default:
+						elog(ERROR, "unexpected jsonb value type %d", (int) v.type);
+				}
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+/*
  * Fingerprint
  *		SHA-256 (first 16 bytes, as a uuid) of the parsed request, so that
  *		the same request in other JSON spelling (key order, 2 vs 2.0) matches.
@@ -355,7 +414,7 @@ Fingerprint(CreateRequest *req)
 		appendStringInfo(&buf, "|" INT64_FORMAT "|%d;", d->amount, d->line);
 	}
 	appendStringInfoChar(&buf, '|');
-	AddFingerprintString(&buf, JsonbToCString(NULL, &req->attrs->root, VARSIZE(req->attrs)));
+	JsonbCanonical(&buf, req->attrs);
 
 	ctx = pg_cryptohash_create(PG_SHA256);
 	if (ctx == NULL ||

@@ -209,16 +209,24 @@ CreateMonths(TimestampTz from, TimestampTz to)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_time must not be later than to_time"),
 				 errdetail("from_time is %s, to_time is %s.",
-						   timestamptz_to_str(from), timestamptz_to_str(to))));
+						   pstrdup(timestamptz_to_str(from)), pstrdup(timestamptz_to_str(to)))));
 	month = MonthStart(from, 0);
 	last = MonthStart(to, 0);
 	/* validates both ends against the id range */
 	(void) OrderIdMinForTime(month);
 	(void) OrderIdMinForTime(MonthStart(last, 1));
-	if (MonthStart(month, 240) < last)
+	if (MonthStart(month, 240) <= last)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("create_partitions makes at most 240 months in one call")));
+
+	/*
+	 * One partition maker at a time (worker, pg_cron, manual): the second
+	 * waits, then sees the first one's partitions and skips them.
+	 */
+	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4,
+							   Int32GetDatum(OE_ADVISORY_CLASS), Int32GetDatum(OE_LOCK_PARTITIONS));
+	AcceptInvalidationMessages();
 
 	save_nestlevel = NewGUCNestLevel();
 	snprintf(timeout, sizeof(timeout), "%d", oe_ddl_lock_timeout_ms);
@@ -236,8 +244,8 @@ CreateMonths(TimestampTz from, TimestampTz to)
 	if (created > 0)
 		ereport(LOG,
 				(errmsg("order_ext: created %d monthly partition set(s) between %s and %s",
-						created, timestamptz_to_str(MonthStart(from, 0)),
-						timestamptz_to_str(last))));
+						created, pstrdup(timestamptz_to_str(MonthStart(from, 0))),
+						pstrdup(timestamptz_to_str(last)))));
 	return created;
 }
 
@@ -302,6 +310,6 @@ OrderPartitionCheck(Relation rel, int64 order_id)
 				 errdetail("The id encodes the time %s; partitions exist only for the months that were created.",
 						   timestamptz_to_str(t)),
 				 errhint("Create that month first: SELECT order_ext.create_partitions('%s', '%s');",
-						 timestamptz_to_str(t), timestamptz_to_str(t))));
+						 pstrdup(timestamptz_to_str(t)), pstrdup(timestamptz_to_str(t)))));
 	}
 }

@@ -17,8 +17,10 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -27,6 +29,7 @@
 PG_FUNCTION_INFO_V1(orders_guard);
 
 static SPIPlanPtr event_plan = NULL;
+static SPIPlanPtr update_event_plan = NULL;
 
 /*
  * ColumnNumber
@@ -61,21 +64,37 @@ ColumnChanged(TupleDesc desc, HeapTuple oldt, HeapTuple newt, int attno)
 }
 
 /*
+ * AsOwner
+ *		Switch to the table owner for the guard's own reads and writes;
+ *		returns what to restore.  An error restores it by transaction abort.
+ */
+static void
+AsOwner(Relation rel, Oid *save_userid, int *save_sec)
+{
+	GetUserIdAndSecContext(save_userid, save_sec);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   *save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
  * EventRecorded
  *		Whether order_events holds the transition (old -> new status) as the
  *		order's event of version 'version'.
  */
 static bool
-EventRecorded(int64 order_id, int32 version, Datum from_status, Datum to_status)
+EventRecorded(Relation rel, int64 order_id, int32 version, Datum from_status, Datum to_status)
 {
 	Oid			argtypes[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[4];
 	SPIPlanPtr	plan;
 	int			ret;
 	bool		found;
+	Oid			save_userid;
+	int			save_sec;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	AsOwner(rel, &save_userid, &save_sec);
 	plan = OrderPlan(&event_plan,
 					 "SELECT 1 FROM order_ext.order_events"
 					 " WHERE order_id = $1 AND version = $2"
@@ -89,8 +108,78 @@ EventRecorded(int64 order_id, int32 version, Datum from_status, Datum to_status)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read order_events: %s", SPI_result_code_string(ret));
 	found = (SPI_processed > 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 	return found;
+}
+
+/*
+ * ChangedColumns
+ *		{"columns": [...]}: the columns an UPDATE changed, for its event row.
+ */
+static Datum
+ChangedColumns(TupleDesc desc, HeapTuple oldt, HeapTuple newt)
+{
+	StringInfoData buf;
+	int			i;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"columns\": [");
+	for (i = 1; i <= desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i - 1);
+
+		if (att->attisdropped || strcmp(NameStr(att->attname), "version") == 0 ||
+			strcmp(NameStr(att->attname), "updated_at") == 0)
+			continue;
+		if (!ColumnChanged(desc, oldt, newt, i))
+			continue;
+		appendStringInfo(&buf, "%s\"%s\"", first ? "" : ", ", NameStr(att->attname));
+		first = false;
+	}
+	appendStringInfoString(&buf, "]}");
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * UpdateEventAppend
+ *		The event row (and outbox row) of a plain UPDATE, unless fire()
+ *		already wrote the event of this version.
+ */
+static void
+UpdateEventAppend(Relation rel, int64 order_id, int32 version, Datum status, Datum payload)
+{
+	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[5];
+	SPIPlanPtr	plan;
+	int			ret;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	AsOwner(rel, &save_userid, &save_sec);
+	plan = OrderPlan(&update_event_plan,
+					 "WITH e AS ("
+					 " INSERT INTO order_ext.order_events"
+					 "  (order_id, version, event, from_status, to_status, actor, payload, created_at)"
+					 " VALUES ($1, $2, 'update', $3, $3, $4, $5, now())"
+					 " ON CONFLICT (order_id, version) DO NOTHING"
+					 " RETURNING order_id, version, event, payload, created_at)"
+					 " INSERT INTO order_ext.outbox (order_id, version, event, payload, created_at)"
+					 " SELECT order_id, version, event, payload, created_at FROM e",
+					 5, argtypes);
+	values[0] = Int64GetDatum(order_id);
+	values[1] = Int32GetDatum(version);
+	values[2] = status;
+	values[4] = payload;
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not append order event: %s", SPI_result_code_string(ret));
+	SetUserIdAndSecContext(save_userid, save_sec);
+	SPI_finish();
 }
 
 /*
@@ -150,12 +239,20 @@ orders_guard(PG_FUNCTION_ARGS)
 		Datum		from = heap_getattr(oldt, att_status, desc, &isnull);
 		Datum		to = heap_getattr(newt, att_status, desc, &isnull);
 
-		if (isnull || !EventRecorded(order_id, version + 1, from, to))
+		if (isnull || !EventRecorded(td->tg_relation, order_id, version + 1, from, to))
 			ereport(ERROR,
 					(errcode(ERRCODE_OE_TRANSITION),
 					 errmsg("status of order " INT64_FORMAT " cannot be changed by UPDATE", order_id),
 					 errdetail("Status changes run the transition's effects and are recorded in the order's timeline."),
 					 errhint("Use order_ext.fire(order_id, event) to move an order through its state machine.")));
+	}
+	else
+	{
+		/* fire() wrote this version's event already; a plain UPDATE did not */
+		Datum		status = heap_getattr(oldt, att_status, desc, &isnull);
+
+		UpdateEventAppend(td->tg_relation, order_id, version + 1, status,
+						  ChangedColumns(desc, oldt, newt));
 	}
 
 	cols[0] = att_version;

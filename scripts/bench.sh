@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — order_ext against plain SQL doing the same job (pgbench).
+#
+#     bash scripts/bench.sh         (as root; `make bench` runs it too)
+#
+# Builds and installs the extension, starts a throw-away cluster in
+# /tmp/order_ext_bench (port 54323), runs test/bench/setup.sql once, then for
+# each comparison below runs the baseline (A) and order_ext (B) alternately,
+# A B A B …, so drift (table growth, caches, checkpoints) hits both sides
+# alike. Prints each side's mean tps and the ratio order_ext / baseline, and
+# writes the same to test/bench/results/latest.txt.
+#
+# Environment: BENCH_SECONDS (per run, default 15), BENCH_ROUNDS (A-B pairs,
+# default 2), BENCH_CLIENTS (default 8), BENCH_JOBS (default 2).
+#
+# Adding a comparison: write test/bench/<name>.baseline.sql and
+# test/bench/<name>.ours.sql (pgbench scripts; setup.sql creates what they
+# need) and add a line to COMPARISONS.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+exec </dev/null
+
+#   name            baseline script (A)          order_ext script (B)
+COMPARISONS=(
+	"create_order   create_order.baseline.sql    create_order.ours.sql"
+	"new_order_id   new_order_id.baseline.sql    new_order_id.ours.sql"
+)
+
+DIR=/tmp/order_ext_bench
+PORT=54323
+BENCH=$OE_ROOT/test/bench
+RESULTS=$BENCH/results
+SECS=${BENCH_SECONDS:-15}
+ROUNDS=${BENCH_ROUNDS:-2}
+CLIENTS=${BENCH_CLIENTS:-8}
+JOBS=${BENCH_JOBS:-2}
+# Server settings, the same for both sides of every comparison.
+SETTINGS=(
+	"shared_buffers = '1GB'"
+	"max_connections = 200"
+	"synchronous_commit = off"
+	"max_wal_size = '8GB'"
+	"checkpoint_timeout = '30min'"
+)
+
+oe_ensure_deps
+echo "building and installing order_ext ..."
+oe_build_install /tmp/order_ext_bench_build.log || oe_die "the build failed"
+echo "starting a throw-away cluster in $DIR (port $PORT) ..."
+oe_cluster_start "$DIR" "$PORT" "${SETTINGS[@]}" || oe_die "the server did not start"
+oe_psql "$DIR" "$PORT" -q -d postgres -f "$BENCH/setup.sql" >/dev/null
+
+# One pgbench run of script $1; prints its tps (excluding connection time).
+run_pgbench() {
+	local script=$1 out
+	oe_psql "$DIR" "$PORT" -q -d postgres -c CHECKPOINT >/dev/null
+	if ! out=$("$OE_PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -M prepared \
+		-c "$CLIENTS" -j "$JOBS" -T "$SECS" -f "$BENCH/$script" postgres 2>&1); then
+		oe_warn "pgbench failed on $script:"
+		printf '%s\n' "$out" | tail -n 20 >&2
+		return 1
+	fi
+	printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+}
+
+mean() { printf '%s\n' "$@" | awk '{ s += $1; n++ } END { if (n) printf "%.1f", s / n }'; }
+
+header=$(
+	echo "order_ext bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$OE_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+	echo "pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $SECS, sides alternated A B x $ROUNDS"
+	echo "server (same for both sides): ${SETTINGS[*]}"
+	echo "synchronous_commit = off for both sides: commits do not wait for the WAL flush,"
+	echo "so the numbers show CPU and locking cost rather than the disk's fsync rate."
+	echo "$(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+)
+echo
+echo "$header"
+
+table=$(printf '%-16s %14s %14s %8s\n' comparison "baseline tps" "order_ext tps" ratio)
+runs=""
+status=0
+for c in "${COMPARISONS[@]}"; do
+	read -r name base ours <<<"$c"
+	a_runs=() b_runs=() failed=0
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for side in A B; do
+			script=$([ "$side" = A ] && echo "$base" || echo "$ours")
+			if tps=$(run_pgbench "$script") && [ -n "$tps" ]; then
+				line=$(printf '  %-14s round %d %s %-28s %12.1f tps' "$name" "$r" "$side" "$script" "$tps")
+				echo "$line"
+				runs+=$'\n'$line
+				if [ "$side" = A ]; then a_runs+=("$tps"); else b_runs+=("$tps"); fi
+			else
+				failed=1
+			fi
+		done
+	done
+	if [ "$failed" = 1 ]; then
+		status=1
+		table+=$'\n'$(printf '%-16s %14s %14s %8s' "$name" error error -)
+		continue
+	fi
+	a=$(mean "${a_runs[@]}")
+	b=$(mean "${b_runs[@]}")
+	ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
+	table+=$'\n'$(printf '%-16s %14s %14s %8s' "$name" "$a" "$b" "$ratio")
+done
+
+echo
+echo "$table"
+echo "(ratio = order_ext tps / baseline tps; mean of the runs of each side)"
+mkdir -p "$RESULTS"
+printf '%s\n%s\n\n%s\n' "$header" "$runs" "$table" >"$RESULTS/latest.txt"
+echo "written to ${RESULTS#"$OE_ROOT"/}/latest.txt"
+exit "$status"

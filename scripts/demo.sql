@@ -1,0 +1,127 @@
+-- scripts/demo.sql — real orders walked through their life, for people.
+--
+-- Run by scripts/demo.sh (psql -e: every statement is echoed before its
+-- result) on a throw-away cluster where order_ext is preloaded. Each step is a
+-- heading, the SQL, its result, and a checked claim ("ok: …"): if the
+-- extension stops doing what the step shows, the demo stops with an error.
+--
+-- Extending it: add a section per feature (state machine, payments, refunds,
+-- after-sales, split, archiving) in the same shape: \echo a heading, run the
+-- calls a user would run, and check what the reader should notice with
+-- pg_temp.expect(condition, 'what the reader should notice').
+
+-- Preamble, not shown: settings and the demo's checker.
+\set ECHO none
+\set QUIET on
+\set ON_ERROR_STOP 1
+\set SHOW_CONTEXT never
+\pset null '(null)'
+SET client_min_messages = warning;
+
+-- The demo's own checker: returns 'ok: <claim>' or stops the demo.
+CREATE FUNCTION pg_temp.expect(ok boolean, claim text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF ok IS NOT TRUE THEN
+        RAISE EXCEPTION 'demo expectation failed: %', claim;
+    END IF;
+    RETURN 'ok: ' || claim;
+END $$;
+\set QUIET off
+\set ECHO queries
+
+\echo
+\echo '=== 0. Install ==='
+\echo 'shared_preload_libraries includes order_ext (the id generator lives in shared memory).'
+SHOW shared_preload_libraries;
+CREATE EXTENSION order_ext;
+SELECT extname, extversion FROM pg_extension WHERE extname = 'order_ext';
+
+\echo
+\echo '=== 1. An id first: the page asks for an order id before the order exists ==='
+SELECT order_ext.new_order_id() AS order_id \gset
+SELECT :order_id AS order_id,
+       order_ext.order_id_time(:order_id) AS issued_at,
+       now() - order_ext.order_id_time(:order_id) AS age;
+SELECT pg_temp.expect(abs(extract(epoch FROM now() - order_ext.order_id_time(:order_id))) < 60,
+                      'the id encodes the time it was issued');
+\echo 'Ids issued later are larger (time first, then node id and a per-millisecond sequence):'
+SELECT order_ext.new_order_id() AS second_id \gset
+SELECT :order_id AS first_id, :second_id AS second_id,
+       pg_temp.expect(:second_id > :order_id, 'a later id is larger') AS check;
+
+\echo
+\echo '=== 2. Create the order: 3 lines, a coupon of 10.00 and 8.00 shipping (amounts in fen) ==='
+-- create_order(order_id, buyer_id, items, machine, discounts, shipping_fee)
+SELECT order_id, machine, status, version, item_total, discount_total,
+       shipping_fee, payable_total
+FROM order_ext.create_order(:order_id, 1001,
+       '[{"sku":"BOOK-1","qty":2,"unit_price":3999},
+         {"sku":"PEN-7", "qty":3,"unit_price":550},
+         {"sku":"MUG-3", "qty":1,"unit_price":2500}]',
+       'physical',
+       '[{"kind":"coupon","code":"SAVE10","amount":1000}]',
+       800);
+\echo 'The coupon is shared out over the lines in proportion to their totals, to the fen:'
+SELECT line_no, sku, qty, unit_price, qty * unit_price AS line_total, discount_alloc
+FROM order_ext.order_items WHERE order_id = :order_id ORDER BY line_no;
+SELECT pg_temp.expect(sum(discount_alloc) = 1000, 'the lines'' discount shares add up to the coupon')
+FROM order_ext.order_items WHERE order_id = :order_id;
+\echo 'The timeline starts with one event, create, at version 1:'
+SELECT version, event, from_status, to_status, actor
+FROM order_ext.order_events WHERE order_id = :order_id ORDER BY version;
+
+\echo
+\echo '=== 3. The same request again (a retry, a double click): same order, nothing new ==='
+SELECT (SELECT count(*) FROM order_ext.order_events WHERE order_id = :order_id) AS events_before,
+       (SELECT count(*) FROM order_ext.order_items  WHERE order_id = :order_id) AS items_before
+\gset
+SELECT order_id, status, version, payable_total
+FROM order_ext.create_order(:order_id, 1001,
+       '[{"sku":"BOOK-1","qty":2,"unit_price":3999},
+         {"sku":"PEN-7", "qty":3,"unit_price":550},
+         {"sku":"MUG-3", "qty":1,"unit_price":2500}]',
+       'physical',
+       '[{"kind":"coupon","code":"SAVE10","amount":1000}]',
+       800);
+SELECT (SELECT count(*) FROM order_ext.order_events WHERE order_id = :order_id) AS events_after,
+       (SELECT count(*) FROM order_ext.order_items  WHERE order_id = :order_id) AS items_after,
+       (SELECT count(*) FROM order_ext.orders       WHERE order_id = :order_id) AS orders_after;
+SELECT pg_temp.expect(
+         (SELECT count(*) FROM order_ext.order_events WHERE order_id = :order_id) = :events_before
+         AND (SELECT count(*) FROM order_ext.order_items WHERE order_id = :order_id) = :items_before
+         AND (SELECT count(*) FROM order_ext.orders WHERE order_id = :order_id) = 1,
+       'the retry changed nothing');
+
+\echo
+\echo '=== 4. The same id with a different request (now 5 pens) is refused: OE004 ==='
+\set ON_ERROR_STOP 0
+SELECT order_id
+FROM order_ext.create_order(:order_id, 1001,
+       '[{"sku":"BOOK-1","qty":2,"unit_price":3999},
+         {"sku":"PEN-7", "qty":5,"unit_price":550},
+         {"sku":"MUG-3", "qty":1,"unit_price":2500}]',
+       'physical',
+       '[{"kind":"coupon","code":"SAVE10","amount":1000}]',
+       800);
+\set ON_ERROR_STOP 1
+\echo 'SQLSTATE of that error:' :LAST_ERROR_SQLSTATE
+SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE004', 'refused with OE004');
+SELECT pg_temp.expect(sum(qty) = 6, 'the order still has its original 6 units')
+FROM order_ext.order_items WHERE order_id = :order_id;
+
+\echo
+\echo '=== 5. Version numbers against lost updates (the ABA case) ==='
+\echo 'Two clerks both read the order at version 1 and both try to add a note.'
+\echo 'The first UPDATE wins (UPDATE 1); the second finds no row at version 1 (UPDATE 0):'
+UPDATE order_ext.orders SET attrs = attrs || '{"note":"x"}', version = version + 1
+WHERE order_id = :order_id AND version = 1;
+UPDATE order_ext.orders SET attrs = attrs || '{"note":"x"}', version = version + 1
+WHERE order_id = :order_id AND version = 1;
+SELECT order_id, version, attrs FROM order_ext.orders WHERE order_id = :order_id;
+SELECT pg_temp.expect(version = 2 AND attrs ->> 'note' = 'x',
+                      'one update applied, version 2 (bumped by exactly one)')
+FROM order_ext.orders WHERE order_id = :order_id;
+
+\echo
+\echo '=== The demo ran to the end. ==='

@@ -1,0 +1,223 @@
+--
+-- machines: machines as data (order_ext.machines, transitions, timeouts),
+-- validate_machine(), machine_dot(), the tables' CHECKs, and the machine
+-- cache seeing INSERT/UPDATE/DELETE at once  (API.md "Moving orders
+-- through their state machine")
+--
+CREATE EXTENSION order_ext;
+SET TimeZone = 'UTC';
+
+-- err(sql): 'ok', or 'SQLSTATE: message' (ids masked, hint appended)
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    h text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{13,}', '<id>', 'g')
+        || CASE WHEN coalesce(h, '') <> '' THEN ' HINT: ' || h ELSE '' END;
+END $$;
+
+-- new_order(machine): a new one-line order of that machine
+CREATE FUNCTION pg_temp.new_order(machine text, attrs jsonb DEFAULT '{}') RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint := order_ext.new_order_id();
+BEGIN
+    PERFORM order_ext.create_order(new_id, 7, '[{"sku":"MM-1","qty":1,"unit_price":100}]',
+                                   machine => machine, attrs => attrs);
+    RETURN new_id;
+END $$;
+
+--------------------------------------------------------------------------
+-- The default machines are valid
+--------------------------------------------------------------------------
+
+SELECT machine, initial_status, terminal_statuses FROM order_ext.machines ORDER BY machine;
+SELECT m.machine, (SELECT count(*) FROM order_ext.validate_machine(m.machine)) AS problems
+FROM order_ext.machines m ORDER BY m.machine;
+SELECT * FROM order_ext.validate_machine('physical');
+SELECT * FROM order_ext.validate_machine('virtual');
+SELECT * FROM order_ext.validate_machine('after_sale');
+-- unknown machine: 22023
+SELECT pg_temp.err($$SELECT * FROM order_ext.validate_machine('no_such_machine')$$) AS unknown,
+       pg_temp.err($$SELECT * FROM order_ext.validate_machine(NULL)$$) AS null_name;
+
+--------------------------------------------------------------------------
+-- Broken machines: one problem a row
+--------------------------------------------------------------------------
+
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses) VALUES
+    ('unreachable', 'a', '{done}'),
+    ('dead_end',    'a', '{done}'),
+    ('dup',         'a', '{done}'),
+    ('bad_timeout', 'a', '{done}'),
+    ('bad_actor',   'a', '{done}'),
+    ('term_out',    'a', '{done,stopped}'),
+    ('empty',       'a', '{}'),
+    ('ok_machine',  'a', '{done}');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors) VALUES
+    -- b is never entered
+    ('unreachable', 'a', 'go',      'done', '{system}'),
+    ('unreachable', 'b', 'go',      'done', '{system}'),
+    -- b is entered but never left (its self-loop is no way out)
+    ('dead_end',    'a', 'go',      'b',    '{system}'),
+    ('dead_end',    'a', 'finish',  'done', '{system}'),
+    ('dead_end',    'b', 'touch',   'b',    '{buyer}'),
+    -- (a, go) twice
+    ('dup',         'a', 'go',      'b',    '{system}'),
+    ('dup',         'a', 'go',      'done', '{system}'),
+    ('dup',         'b', 'finish',  'done', '{system}'),
+    -- the timeouts below: 'go' is for the buyer only, 'nope' does not exist
+    ('bad_timeout', 'a', 'go',      'done', '{buyer}'),
+    -- 'robot' is no actor
+    ('bad_actor',   'a', 'go',      'done', '{buyer,robot}'),
+    -- the terminal status stopped has a way out
+    ('term_out',    'a', 'stop',    'stopped', '{system}'),
+    ('term_out',    'stopped', 'restart', 'a', '{system}'),
+    ('term_out',    'a', 'finish',  'done', '{system}'),
+    -- valid
+    ('ok_machine',  'a', 'go',      'done', '{buyer,merchant,system,platform}');
+INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
+    ('bad_timeout', 'a', '1 hour', 'go'),
+    ('bad_timeout', 'a', '2 hours', 'nope');
+
+SELECT m AS machine, p AS problem
+FROM unnest('{unreachable,dead_end,dup,bad_timeout,bad_actor,term_out,empty,ok_machine}'::text[]) WITH ORDINALITY u(m, n)
+LEFT JOIN LATERAL order_ext.validate_machine(m) p ON true
+ORDER BY n, p;
+
+-- fire() on a duplicated (from, event) pair: OE001 naming validate_machine
+SELECT pg_temp.new_order('dup') AS dup_id \gset
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'go')$$, :dup_id)) AS fire_dup;
+SELECT status, version, (SELECT count(*) FROM order_ext.order_events WHERE order_id = :dup_id) AS events
+FROM order_ext.orders WHERE order_id = :dup_id;
+-- once fixed, the machine is valid and the pair fires
+DELETE FROM order_ext.transitions WHERE machine = 'dup' AND from_status = 'a' AND to_status = 'done';
+SELECT count(*) AS problems FROM order_ext.validate_machine('dup');
+SELECT status, version FROM order_ext.fire(:dup_id, 'go', 1);
+
+-- the broken timeout is data too: orders of bad_timeout get timers that
+-- can never fire
+SELECT pg_temp.new_order('bad_timeout') AS bt_id \gset
+SELECT event, due_at - now() > interval '0' AS later FROM order_ext.timers WHERE order_id = :bt_id ORDER BY event;
+
+--------------------------------------------------------------------------
+-- machine_dot
+--------------------------------------------------------------------------
+
+\pset format unaligned
+\pset tuples_only on
+SELECT order_ext.machine_dot('physical');
+SELECT order_ext.machine_dot('ok_machine');
+\pset format aligned
+\pset tuples_only off
+
+-- every transition is an edge labelled with its event, every status a
+-- node; the initial status is marked
+SELECT m.machine,
+       count(*) AS transitions,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM regexp_split_to_table(order_ext.machine_dot(m.machine), E'\n') l
+           WHERE l LIKE '%' || t.from_status || ' -> ' || t.to_status || ' %'
+             AND l LIKE '%"' || t.event || '%')) AS drawn,
+       order_ext.machine_dot(m.machine) LIKE '%-> ' || m.initial_status || E';\n%' AS initial_marked,
+       order_ext.machine_dot(m.machine) LIKE 'digraph %' AS is_digraph
+FROM order_ext.machines m JOIN order_ext.transitions t USING (machine)
+WHERE m.machine IN ('physical', 'virtual', 'after_sale')
+GROUP BY m.machine, m.initial_status ORDER BY m.machine;
+-- deterministic
+SELECT order_ext.machine_dot('physical') = order_ext.machine_dot('physical') AS same_twice;
+-- unknown machine: 22023
+SELECT pg_temp.err($$SELECT order_ext.machine_dot('no_such_machine')$$) AS unknown;
+
+--------------------------------------------------------------------------
+-- CHECKs of the machine tables
+--------------------------------------------------------------------------
+
+-- effects: a fixed vocabulary
+SELECT e AS effects,
+       pg_temp.err(format($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status, effects)
+                            VALUES ('ok_machine', 'a', 'x', 'done', %L)$$, e)) AS result
+FROM unnest(ARRAY['{launch_rockets}', '{stamp:foo_at}', '{stamp:paid_at,merge}', '{STAMP:PAID_AT}',
+                  '{stamp:paid_at,stamp:closed_at,merge_attrs}']) e;
+DELETE FROM order_ext.transitions WHERE machine = 'ok_machine' AND event = 'x';
+-- actors: at least one; requires: an object
+SELECT pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors)
+                     VALUES ('ok_machine', 'a', 'x', 'done', '{}')$$) AS no_actors,
+       pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status, requires)
+                     VALUES ('ok_machine', 'a', 'x', 'done', '[1]')$$) AS requires_array,
+       pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
+                     VALUES ('no_such_machine', 'a', 'x', 'done')$$) AS unknown_machine;
+-- names: lower case, digits, underscores, at most 63 characters
+SELECT n AS name, length(n) AS len,
+       pg_temp.err(format($$INSERT INTO order_ext.machines (machine, initial_status) VALUES (%L, 'a')$$, n)) AS as_machine,
+       pg_temp.err(format($$INSERT INTO order_ext.machines (machine, initial_status) VALUES ('name_test_%s', %L)$$, i, n)) AS as_status
+FROM unnest(ARRAY['Preorder', 'PREORDER', 'pre-order', 'pre order', '1preorder', '_preorder', '',
+                  repeat('m', 64), repeat('m', 63), 'pre_order_2']) WITH ORDINALITY u(n, i);
+SELECT length(machine) AS len FROM order_ext.machines WHERE machine LIKE 'mmm%' OR machine = 'pre_order_2' ORDER BY 1;
+SELECT pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
+                     VALUES ('ok_machine', 'A', 'x', 'done')$$) AS capital_from,
+       pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
+                     VALUES ('ok_machine', 'a', 'Go', 'done')$$) AS capital_event,
+       pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
+                     VALUES ('ok_machine', 'a', 'x', 'Done')$$) AS capital_to;
+-- timeouts: never negative
+SELECT pg_temp.err($$INSERT INTO order_ext.timeouts (machine, status, after, event)
+                     VALUES ('ok_machine', 'a', '-1 minute', 'go')$$) AS negative_after;
+
+--------------------------------------------------------------------------
+-- Machine changes are seen at once, and a rolled-back change is forgotten
+--------------------------------------------------------------------------
+
+-- an actor added, then removed
+SELECT pg_temp.new_order('ok_machine') AS ok_id \gset
+UPDATE order_ext.transitions SET actors = '{system}' WHERE machine = 'ok_machine' AND event = 'go';
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'go', actor => 'buyer')$$, :ok_id)) AS buyer_removed;
+UPDATE order_ext.transitions SET actors = '{buyer}' WHERE machine = 'ok_machine' AND event = 'go';
+-- a transition deleted
+DELETE FROM order_ext.transitions WHERE machine = 'ok_machine' AND event = 'go';
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'go', actor => 'buyer')$$, :ok_id)) AS deleted;
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors)
+VALUES ('ok_machine', 'a', 'go', 'done', '{buyer}');
+SELECT status, version FROM order_ext.fire(:ok_id, 'go', 1, 'buyer');
+
+-- a machine made in a transaction that rolls back
+BEGIN;
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses) VALUES ('fleeting', 'x', '{y}');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status) VALUES ('fleeting', 'x', 'go', 'y');
+SELECT pg_temp.new_order('fleeting') AS fl_id \gset
+SELECT machine, status, version FROM order_ext.orders WHERE order_id = :fl_id;
+ROLLBACK;
+SELECT pg_temp.err($$SELECT pg_temp.new_order('fleeting')$$) AS after_rollback;
+SELECT count(*) AS fleeting_orders FROM order_ext.orders WHERE order_id = :fl_id;
+-- a transition deleted in a transaction that rolls back is back
+BEGIN;
+DELETE FROM order_ext.transitions WHERE machine = 'physical' AND event = 'pay';
+SELECT pg_temp.new_order('physical') AS rb_id \gset
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'pay')$$, :rb_id)) AS pay_deleted;
+ROLLBACK;
+SELECT pg_temp.new_order('physical') AS rb_id \gset
+SELECT status, version FROM order_ext.fire(:rb_id, 'pay');
+-- the timeouts cache too: a timeout changed and rolled back
+BEGIN;
+UPDATE order_ext.timeouts SET after = '1 second' WHERE machine = 'physical' AND status = 'pending_payment';
+SELECT pg_temp.new_order('physical') AS t_id \gset
+SELECT due_at - now() = interval '1 second' AS due_in_1_second FROM order_ext.timers WHERE order_id = :t_id;
+ROLLBACK;
+BEGIN;
+SELECT pg_temp.new_order('physical') AS t_id \gset
+SELECT due_at - now() = interval '30 minutes' AS due_in_30_minutes FROM order_ext.timers WHERE order_id = :t_id;
+COMMIT;
+
+-- deleting a machine deletes its transitions, timeouts and labels
+INSERT INTO order_ext.status_labels VALUES ('bad_timeout', 'a', 'buyer', 'A');
+DELETE FROM order_ext.machines WHERE machine = 'bad_timeout';
+SELECT (SELECT count(*) FROM order_ext.transitions WHERE machine = 'bad_timeout') AS transitions,
+       (SELECT count(*) FROM order_ext.timeouts WHERE machine = 'bad_timeout') AS timeouts,
+       (SELECT count(*) FROM order_ext.status_labels WHERE machine = 'bad_timeout') AS labels;
+SELECT pg_temp.err($$SELECT pg_temp.new_order('bad_timeout')$$) AS create_after_delete;
+
+DROP EXTENSION order_ext CASCADE;
