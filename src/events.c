@@ -13,6 +13,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "events.h"
 #include "order_ext.h"
@@ -36,13 +37,8 @@ OrderEventAppend(int64 order_id, int32 version, const char *event,
 	int			ret;
 
 	plan = OrderPlan(&append_plan,
-					 "WITH e AS ("
-					 " INSERT INTO order_ext.order_events"
-					 "  (order_id, version, event, from_status, to_status, actor, payload, created_at)"
-					 " VALUES ($1, $2, $3, $4, $5, $6, $7, now())"
-					 " RETURNING order_id, version, event, payload, created_at)"
-					 " INSERT INTO order_ext.outbox (order_id, version, event, payload, created_at)"
-					 " SELECT order_id, version, event, payload, created_at FROM e",
+					 "WITH " OE_EVENT_CTES("$1", "$2", "$3", "$4", "$5", "$6", "$7")
+					 " SELECT 1",
 					 7, argtypes);
 	values[0] = Int64GetDatum(order_id);
 	values[1] = Int32GetDatum(version);
@@ -56,14 +52,43 @@ OrderEventAppend(int64 order_id, int32 version, const char *event,
 	values[6] = payload;
 
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not append order event: %s", SPI_result_code_string(ret));
+	OrderNotify(order_id);
+}
 
-	if (oe_notify)
+/*
+ * OrderNotify
+ *		Queue NOTIFY order_ext, '<order_id>' (sent at commit), unless
+ *		order_ext.notify is off.  Top-level functions call this, never
+ *		triggers.
+ */
+void
+OrderNotify(int64 order_id)
+{
+	char		buf[32];
+
+	if (!oe_notify)
+		return;
+	snprintf(buf, sizeof(buf), INT64_FORMAT, order_id);
+	Async_Notify("order_ext", buf);
+}
+
+/*
+ * EmptyJsonb
+ *		'{}'::jsonb, built once per backend.
+ */
+Datum
+EmptyJsonb(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
 	{
-		char		buf[32];
+		Jsonb	   *j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 
-		snprintf(buf, sizeof(buf), INT64_FORMAT, order_id);
-		Async_Notify("order_ext", buf);
+		empty = MemoryContextAlloc(TopMemoryContext, VARSIZE(j));
+		memcpy(empty, j, VARSIZE(j));
 	}
+	return JsonbPGetDatum(empty);
 }

@@ -5,8 +5,25 @@
 #ifndef ORDER_EXT_EVENTS_H
 #define ORDER_EXT_EVENTS_H
 
+/*
+ * The SQL that writes one event row and its outbox row, as two CTEs named
+ * ev and evx, for statements that write other rows too (create_order).
+ * The arguments are SQL expressions (usually $n parameters).  This and
+ * OrderEventAppend are the only writers of order_events and outbox rows
+ * for events.
+ */
+#define OE_EVENT_CTES(ORDER_ID, VERSION, EVENT, FROM, TO, ACTOR, PAYLOAD) \
+	"ev AS (INSERT INTO order_ext.order_events" \
+	" (order_id, version, event, from_status, to_status, actor, payload, created_at)" \
+	" VALUES (" ORDER_ID ", " VERSION ", " EVENT ", " FROM ", " TO ", " ACTOR ", " PAYLOAD ", now())" \
+	" RETURNING order_id, version, event, payload, created_at)," \
+	" evx AS (INSERT INTO order_ext.outbox (order_id, version, event, payload, created_at)" \
+	" SELECT order_id, version, event, payload, created_at FROM ev)"
+
 extern void OrderEventAppend(int64 order_id, int32 version, const char *event,
 							 const char *from_status, const char *to_status,
 							 const char *actor, Datum payload);
+extern void OrderNotify(int64 order_id);
+extern Datum EmptyJsonb(void);
 
 #endif

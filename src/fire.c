@@ -266,7 +266,7 @@ fire(PG_FUNCTION_ARGS)
 	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	if (PG_ARGISNULL(4))
-		payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		payload = DatumGetJsonbP(EmptyJsonb());
 	else
 		payload = PG_GETARG_JSONB_P(4);
 	if (!JB_ROOT_IS_OBJECT(payload))

@@ -585,15 +585,17 @@ ExistingOrder(CreateRequest *req)
 
 /*
  * InsertLines
- *		The order's items and discounts, each set in one statement.
+ *		Everything of a new order but its row, in one statement: items,
+ *		discounts, the 'create' event with its outbox row, and the timers of
+ *		the initial status.
  */
 static void
 InsertLines(CreateRequest *req)
 {
-	Oid			argtypes[11] = {INT8OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
+	Oid			argtypes[15] = {INT8OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	INT8ARRAYOID, INT4ARRAYOID};
-	Datum		values[11];
+	INT8ARRAYOID, INT4ARRAYOID, TEXTOID, JSONBOID, TEXTARRAYOID, INTERVALARRAYOID};
+	Datum		values[15];
 	Datum	   *sku = palloc(sizeof(Datum) * req->nlines);
 	Datum	   *qty = palloc(sizeof(Datum) * req->nlines);
 	Datum	   *price = palloc(sizeof(Datum) * req->nlines);
@@ -654,16 +656,23 @@ InsertLines(CreateRequest *req)
 	values[9] = PointerGetDatum(construct_md_array(damount, NULL, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[10] = PointerGetDatum(construct_md_array(dline, dline_null, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
 
+	values[11] = CStringGetTextDatum(req->machine->initial_status);
+	values[12] = EmptyJsonb();
+	TimersArrays(req->machine->name, req->machine->initial_status, &values[13], &values[14]);
+
+	/* one statement: discounts, items, the 'create' event and its outbox row, timers */
 	plan = OrderPlan(&insert_lines_plan,
 					 "WITH d AS ("
 					 " INSERT INTO order_ext.order_discounts (order_id, seq, kind, code, amount, line_no)"
 					 " SELECT $1, n, k, c, a, l"
-					 " FROM unnest($8, $9, $10, $11) WITH ORDINALITY AS u(k, c, a, l, n))"
+					 " FROM unnest($8, $9, $10, $11) WITH ORDINALITY AS u(k, c, a, l, n)), "
+					 OE_EVENT_CTES("$1", "1", "'create'", "NULL", "$12", "'buyer'", "$13") ", "
+					 OE_TIMERS_CTE("$1", "'order'", "$1", "$12", "1", "$14", "$15")
 					 " INSERT INTO order_ext.order_items"
 					 " (order_id, line_no, sku, qty, unit_price, discount_alloc, merchant_id, warehouse_id)"
 					 " SELECT $1, n, s, q, p, a, m, w"
 					 " FROM unnest($2, $3, $4, $5, $6, $7) WITH ORDINALITY AS u(s, q, p, a, m, w, n)",
-					 11, argtypes);
+					 15, argtypes);
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert order lines: %s", SPI_result_code_string(ret));
@@ -699,11 +708,7 @@ create_order(PG_FUNCTION_ARGS)
 		if (row != (Datum) 0)
 		{
 			InsertLines(&req);
-			OrderEventAppend(req.order_id, 1, "create", NULL,
-							 req.machine->initial_status, "buyer",
-							 DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-			TimersSchedule("order", req.order_id, req.order_id, req.machine->name,
-						   req.machine->initial_status, 1);
+			OrderNotify(req.order_id);
 			break;
 		}
 		/* the id exists: same request returns it, another is OE004 */

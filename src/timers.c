@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -34,6 +35,34 @@ static SPIPlanPtr claim_plan = NULL;
 PG_FUNCTION_INFO_V1(run_timers);
 
 /*
+ * TimersArrays
+ *		The timeouts of (machine, status) as a text[] of events and an
+ *		interval[] of delays (both empty if there are none).
+ */
+void
+TimersArrays(const char *machine, const char *status, Datum *events, Datum *afters)
+{
+	const TimeoutDef *d;
+	Datum		ev[16];
+	Datum		af[16];
+	int			n = 0;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	for (d = TimeoutsLookup(machine, status); d != NULL && n < (int) lengthof(ev); d = d->next)
+	{
+		ev[n] = CStringGetTextDatum(d->event);
+		af[n] = IntervalPGetDatum(&d->after);
+		n++;
+	}
+	dims[0] = n;
+	*events = PointerGetDatum(construct_md_array(ev, NULL, 1, dims, lbs, TEXTOID, -1, false,
+												 TYPALIGN_INT));
+	*afters = PointerGetDatum(construct_md_array(af, NULL, 1, dims, lbs, INTERVALOID, 16, false,
+												 TYPALIGN_DOUBLE));
+}
+
+/*
  * TimersSchedule
  *		Set the timers of (machine, status) for a subject that has just
  *		entered that status at 'version'.  The caller is connected to SPI.
@@ -42,29 +71,24 @@ void
 TimersSchedule(const char *subject, int64 order_id, int64 subject_id, const char *machine,
 			   const char *status, int32 version)
 {
-	Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID, INTERVALOID};
+	Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTARRAYOID,
+	INTERVALARRAYOID};
 	Datum		values[7];
-	const TimeoutDef *d;
 	SPIPlanPtr	plan;
 
-	for (d = TimeoutsLookup(machine, status); d != NULL; d = d->next)
-	{
-		plan = OrderPlan(&schedule_plan,
-						 "INSERT INTO order_ext.timers"
-						 " (order_id, subject, subject_id, status, version, event, due_at)"
-						 " VALUES ($1, $2, $3, $4, $5, $6, now() + $7)"
-						 " ON CONFLICT DO NOTHING",
-						 7, argtypes);
-		values[0] = Int64GetDatum(order_id);
-		values[1] = CStringGetTextDatum(subject);
-		values[2] = Int64GetDatum(subject_id);
-		values[3] = CStringGetTextDatum(status);
-		values[4] = Int32GetDatum(version);
-		values[5] = CStringGetTextDatum(d->event);
-		values[6] = IntervalPGetDatum(&d->after);
-		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not schedule timer");
-	}
+	if (TimeoutsLookup(machine, status) == NULL)
+		return;
+	plan = OrderPlan(&schedule_plan,
+					 "WITH " OE_TIMERS_CTE("$1", "$2", "$3", "$4", "$5", "$6", "$7") " SELECT 1",
+					 7, argtypes);
+	values[0] = Int64GetDatum(order_id);
+	values[1] = CStringGetTextDatum(subject);
+	values[2] = Int64GetDatum(subject_id);
+	values[3] = CStringGetTextDatum(status);
+	values[4] = Int32GetDatum(version);
+	TimersArrays(machine, status, &values[5], &values[6]);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not schedule timers");
 }
 
 /* A claimed timer. */
