@@ -24,7 +24,9 @@ exec </dev/null
 #   name            baseline script (A)          order_ext script (B)
 COMPARISONS=(
 	"create_order   create_order.baseline.sql    create_order.ours.sql"
+	"create_order_allrows create_order_allrows.baseline.sql create_order_allrows.ours.sql"
 	"new_order_id   new_order_id.baseline.sql    new_order_id.ours.sql"
+	"fire           fire.baseline.sql            fire.ours.sql"
 )
 
 DIR=/tmp/order_ext_bench
@@ -77,7 +79,7 @@ header=$(
 echo
 echo "$header"
 
-table=$(printf '%-16s %14s %14s %8s\n' comparison "baseline tps" "order_ext tps" ratio)
+table=$(printf '%-22s %14s %14s %8s\n' comparison "baseline tps" "order_ext tps" ratio)
 runs=""
 status=0
 for c in "${COMPARISONS[@]}"; do
@@ -98,13 +100,13 @@ for c in "${COMPARISONS[@]}"; do
 	done
 	if [ "$failed" = 1 ]; then
 		status=1
-		table+=$'\n'$(printf '%-16s %14s %14s %8s' "$name" error error -)
+		table+=$'\n'$(printf '%-22s %14s %14s %8s' "$name" error error -)
 		continue
 	fi
 	a=$(mean "${a_runs[@]}")
 	b=$(mean "${b_runs[@]}")
 	ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
-	table+=$'\n'$(printf '%-16s %14s %14s %8s' "$name" "$a" "$b" "$ratio")
+	table+=$'\n'$(printf '%-22s %14s %14s %8s' "$name" "$a" "$b" "$ratio")
 done
 
 echo

@@ -265,6 +265,11 @@ fire(PG_FUNCTION_ARGS)
 	order_id = PG_GETARG_INT64(0);
 	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (strcmp(actor, OE_ACTOR_INTERNAL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("actor \"%s\" is reserved for order_ext's own functions", actor),
+				 errdetail("Transitions for actor internal are fired by functions such as order_ext.split_order().")));
 	if (PG_ARGISNULL(4))
 		payload = DatumGetJsonbP(EmptyJsonb());
 	else

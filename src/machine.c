@@ -24,6 +24,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "machine.h"
 #include "order_ext.h"
@@ -178,6 +179,21 @@ EffectBits(Datum d)
 }
 
 /*
+ * LatestRead
+ *		Run a read-only query with a fresh snapshot.
+ */
+static int
+LatestRead(const char *sql)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\"", sql);
+	return SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								true, false, 0);
+}
+
+/*
  * MachineCacheLoad
  *		Read all machines, transitions and timeouts into fresh hash tables.
  */
@@ -214,9 +230,14 @@ MachineCacheLoad(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/*
+	 * Read with the latest snapshot, not the caller's: the cache outlives
+	 * this transaction, so it must hold what is committed now (plus this
+	 * transaction's own changes), even under REPEATABLE READ.
+	 */
 	mh = NewHash("order_ext machines", OE_NAME_LEN, sizeof(MachineDef));
-	if (SPI_execute("SELECT machine, initial_status, terminal_statuses FROM order_ext.machines",
-					true, 0) != SPI_OK_SELECT)
+	if (LatestRead("SELECT machine, initial_status, terminal_statuses FROM order_ext.machines")
+		!= SPI_OK_SELECT)
 		elog(ERROR, "could not read order_ext.machines");
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -235,8 +256,8 @@ MachineCacheLoad(void)
 	}
 
 	th = NewHash("order_ext transitions", 3 * OE_NAME_LEN, sizeof(TransitionDef));
-	if (SPI_execute("SELECT machine, from_status, event, to_status, actors, effects, requires"
-					" FROM order_ext.transitions ORDER BY id", true, 0) != SPI_OK_SELECT)
+	if (LatestRead("SELECT machine, from_status, event, to_status, actors, effects, requires"
+				   " FROM order_ext.transitions ORDER BY id") != SPI_OK_SELECT)
 		elog(ERROR, "could not read order_ext.transitions");
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -271,8 +292,8 @@ MachineCacheLoad(void)
 	}
 
 	toh = NewHash("order_ext timeouts", 2 * OE_NAME_LEN, sizeof(TimeoutEntry));
-	if (SPI_execute("SELECT machine, status, after, event FROM order_ext.timeouts"
-					" ORDER BY machine, status, event", true, 0) != SPI_OK_SELECT)
+	if (LatestRead("SELECT machine, status, after, event FROM order_ext.timeouts"
+				   " ORDER BY machine, status, event") != SPI_OK_SELECT)
 		elog(ERROR, "could not read order_ext.timeouts");
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -310,6 +331,12 @@ MachineCacheLoad(void)
 static void
 EnsureLoaded(void)
 {
+	/*
+	 * Take in invalidations other sessions' commits sent since we last
+	 * looked, even if this transaction holds all its locks already (a cache
+	 * hit must not outlive a committed change to the machine tables).
+	 */
+	AcceptInvalidationMessages();
 	if (!machine_valid || machine_hash == NULL || transition_hash == NULL ||
 		timeout_hash == NULL)
 		MachineCacheLoad();

@@ -8,7 +8,10 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#define OE_NAME_LEN 64			/* names are at most 63 bytes (table CHECKs) */
+#define OE_NAME_LEN 64
+
+/* The actor of transitions only order_ext's own C code may fire (split). */
+#define OE_ACTOR_INTERNAL "internal"			/* names are at most 63 bytes (table CHECKs) */
 
 /* Effects: the fixed vocabulary of what a transition does. */
 #define OE_EFFECT_STAMP_PAID		(1 << 0)

@@ -51,7 +51,7 @@ CREATE TABLE order_ext.transitions (
 );
 CREATE INDEX transitions_lookup_idx ON order_ext.transitions (machine, from_status, event);
 COMMENT ON TABLE order_ext.transitions IS
-'The state machines: from_status --event--> to_status, who may fire it (actors: buyer, merchant, system, platform), what it does (effects), and an optional guard (requires: the subject''s attributes must contain this JSON object).';
+'The state machines: from_status --event--> to_status, who may fire it (actors: buyer, merchant, system, platform; internal: only order_ext''s own functions, e.g. split), what it does (effects), and an optional guard (requires: the subject''s attributes must contain this JSON object).';
 COMMENT ON COLUMN order_ext.transitions.effects IS
 'stamp:<milestone column> sets that column to now(); merge_attrs merges payload.attrs into the order''s attrs.';
 
@@ -95,8 +95,8 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actor
     ('physical', 'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
     ('physical', 'shipped',         'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
     ('physical', 'received',        'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('physical', 'pending_payment', 'split',           'split',           '{system}',                '{}',                   NULL),
-    ('physical', 'paid',            'split',           'split',           '{system}',                '{}',                   NULL),
+    ('physical', 'pending_payment', 'split',           'split',           '{internal}',              '{}',                   NULL),
+    ('physical', 'paid',            'split',           'split',           '{internal}',              '{}',                   NULL),
 
     ('virtual',  'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at}',      NULL),
     ('virtual',  'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at}',    NULL),
@@ -107,8 +107,8 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actor
     ('virtual',  'delivered',       'complete',        'completed',       '{system}',                '{stamp:completed_at}', NULL),
     ('virtual',  'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
     ('virtual',  'delivered',       'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('virtual',  'pending_payment', 'split',           'split',           '{system}',                '{}',                   NULL),
-    ('virtual',  'paid',            'split',           'split',           '{system}',                '{}',                   NULL),
+    ('virtual',  'pending_payment', 'split',           'split',           '{internal}',              '{}',                   NULL),
+    ('virtual',  'paid',            'split',           'split',           '{internal}',              '{}',                   NULL),
 
     ('after_sale', 'requested',   'approve',        'approved',    '{merchant,system}', '{}', NULL),
     ('after_sale', 'requested',   'reject',         'rejected',    '{merchant}',        '{}', NULL),
@@ -433,7 +433,7 @@ BEGIN
         UNION ALL
         SELECT 6, format('transition (%s, %s) names an unknown actor (%s)', from_status, event,
                          array_to_string(actors, ', '))
-          FROM t WHERE NOT actors <@ ARRAY['buyer', 'merchant', 'system', 'platform']
+          FROM t WHERE NOT actors <@ ARRAY['buyer', 'merchant', 'system', 'platform', 'internal']
     )
     SELECT p.problem FROM problems p ORDER BY p.ord, p.problem;
 END $$;

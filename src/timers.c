@@ -5,8 +5,8 @@
  *		ones through the state machine.
  *
  * Owns: the timers table.  Timers are claimed with DELETE ... RETURNING
- * over rows picked FOR UPDATE SKIP LOCKED, so two runners never fire one
- * timer twice.  A timer whose subject has left the status it was set for
+ * (by primary key) over rows picked FOR UPDATE SKIP LOCKED, so two runners
+ * never fire one timer twice.  A timer whose subject has left the status it was set for
  * is stale and dropped; one whose transition fails (guard, actor, a
  * changed machine) is dropped with a WARNING, in its own subtransaction, so
  * one bad timer never holds the others back.
@@ -195,10 +195,13 @@ run_timers(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = OrderPlan(&claim_plan,
-					 "DELETE FROM order_ext.timers WHERE ctid = ANY (ARRAY("
-					 " SELECT ctid FROM order_ext.timers WHERE due_at <= now()"
-					 " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
-					 " RETURNING order_id, subject, subject_id, status, version, event",
+					 "DELETE FROM order_ext.timers t USING ("
+					 " SELECT order_id, subject, subject_id, version, event"
+					 " FROM order_ext.timers WHERE due_at <= now()"
+					 " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) c"
+					 " WHERE (t.order_id, t.subject, t.subject_id, t.version, t.event)"
+					 "     = (c.order_id, c.subject, c.subject_id, c.version, c.event)"
+					 " RETURNING t.order_id, t.subject, t.subject_id, t.status, t.version, t.event",
 					 1, argtypes);
 	values[0] = Int32GetDatum(max);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)

@@ -3,3 +3,22 @@
 -- CREATE EXTENSION itself (it runs order_ext.maintain()).
 CREATE EXTENSION order_ext;
 CREATE SEQUENCE bench_seq;     -- baseline of new_order_id
+
+-- fire(): a user-defined two-status machine so that every fire is legal,
+-- 20,000 orders on it, and plain copies of orders/order_events for the
+-- baseline (no trigger, no partitions).
+INSERT INTO order_ext.machines (machine, initial_status, description)
+VALUES ('bench_toggle', 'a', 'bench: a <-> b');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors)
+VALUES ('bench_toggle', 'a', 'toggle', 'b', '{system}'),
+       ('bench_toggle', 'b', 'toggle', 'a', '{system}');
+CREATE TABLE bench_fire_ids (n int PRIMARY KEY, order_id bigint NOT NULL);
+INSERT INTO bench_fire_ids
+SELECT i, (order_ext.create_order(order_ext.new_order_id(), i,
+           '[{"sku":"X","qty":1,"unit_price":100}]', 'bench_toggle')).order_id
+FROM generate_series(1, 20000) i;
+CREATE TABLE bench_orders (LIKE order_ext.orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+INSERT INTO bench_orders SELECT * FROM order_ext.orders WHERE machine = 'bench_toggle';
+CREATE TABLE bench_events (LIKE order_ext.order_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+INSERT INTO bench_events SELECT e.* FROM order_ext.order_events e JOIN bench_fire_ids USING (order_id);
+VACUUM ANALYZE;

@@ -1,0 +1,15 @@
+-- baseline for fire(): raw SQL doing the same writes without checks --
+-- UPDATE status and version, INSERT the event row -- on plain copies of the
+-- tables (no guard trigger, no partitioning), in one transaction.
+\set n random(1, 20000)
+BEGIN;
+UPDATE bench_orders o
+   SET status = CASE o.status WHEN 'a' THEN 'b' ELSE 'a' END,
+       version = o.version + 1, updated_at = now()
+  FROM bench_fire_ids i
+ WHERE i.n = :n AND o.order_id = i.order_id
+RETURNING o.order_id, o.version, o.status \gset
+INSERT INTO bench_events (order_id, version, event, from_status, to_status, actor, payload, created_at)
+VALUES (:order_id, :version, 'toggle', CASE :'status' WHEN 'a' THEN 'b' ELSE 'a' END, :'status',
+        'system', '{}', now());
+COMMIT;
