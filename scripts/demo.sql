@@ -124,4 +124,65 @@ SELECT pg_temp.expect(version = 2 AND attrs ->> 'note' = 'x',
 FROM order_ext.orders WHERE order_id = :order_id;
 
 \echo
+\echo '=== 6. The order moves through its state machine with fire() ==='
+\echo 'The payment arrives: pay (actor system), then the merchant ships, expecting version 3:'
+SELECT status, version, paid_at IS NOT NULL AS paid_at_set
+FROM order_ext.fire(:order_id, 'pay');
+SELECT status, version, shipped_at IS NOT NULL AS shipped_at_set
+FROM order_ext.fire(:order_id, 'ship', 3, 'merchant');
+SELECT pg_temp.expect(status = 'shipped' AND version = 4, 'paid, then shipped: version 4')
+FROM order_ext.orders WHERE order_id = :order_id;
+
+\echo
+\echo 'A retried ship request still carrying version 3 is refused: OE002 (stale version)'
+\set ON_ERROR_STOP 0
+SELECT status FROM order_ext.fire(:order_id, 'ship', 3, 'merchant');
+\set ON_ERROR_STOP 1
+SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE002', 'refused with OE002');
+\echo 'The merchant may not confirm receipt for the buyer: OE001 (actor not allowed)'
+\set ON_ERROR_STOP 0
+SELECT status FROM order_ext.fire(:order_id, 'confirm_receipt', 4, 'merchant');
+\set ON_ERROR_STOP 1
+SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE001', 'refused with OE001');
+\echo 'Nor can anyone jump the status with a plain UPDATE: OE001, with a hint naming fire()'
+\set ON_ERROR_STOP 0
+\set SHOW_CONTEXT errors
+UPDATE order_ext.orders SET status = 'completed' WHERE order_id = :order_id;
+\set ON_ERROR_STOP 1
+SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE001', 'status UPDATE refused with OE001');
+\echo 'The buyer confirms receipt:'
+SELECT status, version FROM order_ext.fire(:order_id, 'confirm_receipt', 4, 'buyer');
+
+\echo
+\echo '=== 7. Timers move orders on: received -> completed after the after-sales window ==='
+\echo 'The window is data (order_ext.timeouts). Here we shorten it to 0 seconds for the demo;'
+\echo 'the rule applies to orders entering the status afterwards, so a second order shows it.'
+UPDATE order_ext.timeouts SET after = '0' WHERE machine = 'physical' AND status IN ('shipped', 'received');
+SELECT order_ext.new_order_id() AS order2 \gset
+SELECT status FROM order_ext.create_order(:order2, 1002, '[{"sku":"TEA-1","qty":1,"unit_price":1200}]');
+SELECT status FROM order_ext.fire(:order2, 'pay');
+SELECT status FROM order_ext.fire(:order2, 'ship', actor => 'merchant');
+SELECT order_ext.run_timers() AS fired_first_run;
+SELECT order_ext.run_timers() AS fired_second_run;
+SELECT status, version, received_at IS NOT NULL AS received_at_set, completed_at IS NOT NULL AS completed_at_set
+FROM order_ext.orders WHERE order_id = :order2;
+SELECT pg_temp.expect(status = 'completed', 'the timers confirmed receipt and completed the order')
+FROM order_ext.orders WHERE order_id = :order2;
+
+\echo
+\echo '=== 8. The whole life of the first order, from its timeline ==='
+SELECT version, event, from_status, to_status, actor, payload
+FROM order_ext.timeline(:order_id);
+SELECT pg_temp.expect(count(*) = (SELECT version FROM order_ext.orders WHERE order_id = :order_id),
+                      'one event per version: the timeline is the order''s whole history')
+FROM order_ext.timeline(:order_id);
+\echo 'Every event also went to the outbox, in the same transaction:'
+SELECT version, event FROM order_ext.outbox WHERE order_id = :order_id ORDER BY version;
+\echo 'What the buyer and the merchant see for the first order''s status:'
+SELECT status,
+       order_ext.status_label(machine, status, 'buyer') AS buyer_sees,
+       order_ext.status_label(machine, status, 'merchant') AS merchant_sees
+FROM order_ext.orders WHERE order_id = :order_id;
+
+\echo
 \echo '=== The demo ran to the end. ==='

@@ -4,12 +4,32 @@
  *		one row to order_ext.order_events and one to order_ext.outbox in the
  *		caller's transaction, and queues a NOTIFY on channel order_ext.
  *
- * Owns: the one place where event and outbox rows are written.
+ * Owns: the one place where event and outbox rows are written, and the
+ * NOTIFY.  PostgreSQL serialises the commits of all transactions that
+ * NOTIFY (a database-wide lock held through commit), so queueing one per
+ * order when nobody listens would cap order throughput for nothing.  With
+ * shared_preload_libraries, a ProcessUtility hook counts the sessions that
+ * ran LISTEN order_ext (a session is counted until it exits; UNLISTEN does
+ * not uncount it, so the count errs only towards notifying), and the
+ * NOTIFYs a transaction asked for are queued at pre-commit only if that
+ * count is non-zero.  Without preloading, every request is queued.  A
+ * listener that joins while a transaction is between that check and its
+ * commit can miss that one notification: consumers wait on LISTEN with a
+ * timeout and then read the outbox anyway (read_events), which the outbox
+ * makes safe.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "commands/async.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -19,6 +39,122 @@
 #include "order_ext.h"
 
 static SPIPlanPtr append_plan = NULL;
+
+typedef struct ListenerState
+{
+	pg_atomic_uint32 listeners; /* sessions that ran LISTEN order_ext */
+} ListenerState;
+
+static ListenerState *listener_state = NULL;
+static bool counted_as_listener = false;
+static List *pending_notifies = NIL;	/* order ids, in TopTransactionContext */
+static bool xact_callback_registered = false;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void
+EventsShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(ListenerState)));
+}
+
+static void
+EventsShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	listener_state = ShmemInitStruct("order_ext listeners", sizeof(ListenerState), &found);
+	if (!found)
+		pg_atomic_init_u32(&listener_state->listeners, 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+ListenerExit(int code, Datum arg)
+{
+	(void) code;
+	(void) arg;
+	if (counted_as_listener && listener_state != NULL)
+		pg_atomic_fetch_sub_u32(&listener_state->listeners, 1);
+	counted_as_listener = false;
+}
+
+/*
+ * EventsProcessUtility
+ *		Count this session as a listener when it runs LISTEN order_ext.
+ */
+static void
+EventsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, ListenStmt) && listener_state != NULL && !counted_as_listener &&
+		strcmp(((ListenStmt *) stmt)->conditionname, "order_ext") == 0)
+	{
+		before_shmem_exit(ListenerExit, (Datum) 0);
+		pg_atomic_fetch_add_u32(&listener_state->listeners, 1);
+		counted_as_listener = true;
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
+
+/*
+ * EventsInit
+ *		With shared_preload_libraries: the listener count and its hook.
+ */
+void
+EventsInit(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = EventsShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = EventsShmemStartup;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = EventsProcessUtility;
+}
+
+/*
+ * EventsXactCallback
+ *		At pre-commit, queue the NOTIFYs the transaction asked for if anyone
+ *		listens (or if we cannot tell); forget them at the end.
+ */
+static void
+EventsXactCallback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	(void) arg;
+	if (event == XACT_EVENT_PRE_COMMIT && pending_notifies != NIL &&
+		(listener_state == NULL || pg_atomic_read_u32(&listener_state->listeners) > 0))
+	{
+		foreach(lc, pending_notifies)
+		{
+			char		buf[32];
+
+			snprintf(buf, sizeof(buf), INT64_FORMAT, *(int64 *) lfirst(lc));
+			Async_Notify("order_ext", buf);
+		}
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PRE_COMMIT ||
+		event == XACT_EVENT_PRE_PREPARE)
+		pending_notifies = NIL; /* the list lives in TopTransactionContext */
+}
 
 /*
  * OrderEventAppend
@@ -59,19 +195,28 @@ OrderEventAppend(int64 order_id, int32 version, const char *event,
 
 /*
  * OrderNotify
- *		Queue NOTIFY order_ext, '<order_id>' (sent at commit), unless
- *		order_ext.notify is off.  Top-level functions call this, never
- *		triggers.
+ *		Ask for NOTIFY order_ext, '<order_id>' at commit (see the file
+ *		header), unless order_ext.notify is off.  Top-level functions call
+ *		this, never triggers.
  */
 void
 OrderNotify(int64 order_id)
 {
-	char		buf[32];
+	MemoryContext old;
+	int64	   *id;
 
 	if (!oe_notify)
 		return;
-	snprintf(buf, sizeof(buf), INT64_FORMAT, order_id);
-	Async_Notify("order_ext", buf);
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(EventsXactCallback, NULL);
+		xact_callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	id = palloc(sizeof(int64));
+	*id = order_id;
+	pending_notifies = lappend(pending_notifies, id);
+	MemoryContextSwitchTo(old);
 }
 
 /*

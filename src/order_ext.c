@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "events.h"
 #include "order_ext.h"
 
 PG_MODULE_MAGIC;
@@ -60,6 +61,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("order_ext");
 
 	OrderIdsInit();
+	EventsInit();
 	OrderPartitionsInit();
 }
 
