@@ -173,7 +173,7 @@ OrderEventAppend(int64 order_id, int32 version, const char *event,
 	int			ret;
 
 	plan = OrderPlan(&append_plan,
-					 "WITH " OE_EVENT_CTES("$1", "$2", "$3", "$4", "$5", "$6", "$7")
+					 "WITH " OE_EVENT_CTES("true", "$1", "$2", "$3", "$4::text", "$5", "$6", "$7")
 					 " SELECT 1",
 					 7, argtypes);
 	values[0] = Int64GetDatum(order_id);

@@ -7,15 +7,16 @@
 
 /*
  * The SQL that writes one event row and its outbox row, as two CTEs named
- * ev and evx, for statements that write other rows too (create_order).
- * The arguments are SQL expressions (usually $n parameters).  This and
- * OrderEventAppend are the only writers of order_events and outbox rows
- * for events.
+ * ev and evx, for statements that write other rows too (create_order);
+ * nothing is written unless the SQL condition COND holds.  The arguments
+ * are SQL expressions (usually $n parameters).  This and OrderEventAppend
+ * are the only writers of order_events and outbox rows for events.
  */
-#define OE_EVENT_CTES(ORDER_ID, VERSION, EVENT, FROM, TO, ACTOR, PAYLOAD) \
+#define OE_EVENT_CTES(COND, ORDER_ID, VERSION, EVENT, FROM, TO, ACTOR, PAYLOAD) \
 	"ev AS (INSERT INTO order_ext.order_events" \
 	" (order_id, version, event, from_status, to_status, actor, payload, created_at)" \
-	" VALUES (" ORDER_ID ", " VERSION ", " EVENT ", " FROM ", " TO ", " ACTOR ", " PAYLOAD ", now())" \
+	" SELECT " ORDER_ID ", " VERSION ", " EVENT ", " FROM ", " TO ", " ACTOR ", " PAYLOAD ", now()" \
+	" WHERE " COND \
 	" RETURNING order_id, version, event, payload, created_at)," \
 	" evx AS (INSERT INTO order_ext.outbox (order_id, version, event, payload, created_at)" \
 	" SELECT order_id, version, event, payload, created_at FROM ev)"

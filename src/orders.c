@@ -83,7 +83,6 @@ typedef struct CreateRequest
 
 static SPIPlanPtr insert_order_plan = NULL;
 static SPIPlanPtr select_order_plan = NULL;
-static SPIPlanPtr insert_lines_plan = NULL;
 static Oid	orders_relid = InvalidOid;
 
 PG_FUNCTION_INFO_V1(create_order);
@@ -506,49 +505,6 @@ ParseRequest(FunctionCallInfo fcinfo, CreateRequest *req)
 }
 
 /*
- * InsertOrderRow
- *		INSERT ... ON CONFLICT DO NOTHING; the new row as a composite datum,
- *		or (Datum) 0 if the order_id exists already.
- */
-static Datum
-InsertOrderRow(CreateRequest *req)
-{
-	Oid			argtypes[11] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
-	INT8OID, INT8OID, INT8OID, JSONBOID, UUIDOID};
-	Datum		values[11];
-	SPIPlanPtr	plan;
-	bool		isnull;
-	int			ret;
-
-	plan = OrderPlan(&insert_order_plan,
-					 "INSERT INTO order_ext.orders AS o"
-					 " (order_id, machine, status, version, buyer_id, currency, item_total,"
-					 "  discount_total, shipping_fee, payable_total, attrs, request_hash,"
-					 "  created_at, updated_at)"
-					 " VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, now(), now())"
-					 " ON CONFLICT (order_id) DO NOTHING RETURNING o",
-					 11, argtypes);
-	values[0] = Int64GetDatum(req->order_id);
-	values[1] = CStringGetTextDatum(req->machine->name);
-	values[2] = CStringGetTextDatum(req->machine->initial_status);
-	values[3] = Int64GetDatum(req->buyer_id);
-	values[4] = CStringGetTextDatum(req->currency);
-	values[5] = Int64GetDatum(req->item_total);
-	values[6] = Int64GetDatum(req->discount_total);
-	values[7] = Int64GetDatum(req->shipping_fee);
-	values[8] = Int64GetDatum(req->payable_total);
-	values[9] = JsonbPGetDatum(req->attrs);
-	values[10] = UUIDPGetDatum(&req->fingerprint);
-
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert order: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-		return (Datum) 0;
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-}
-
-/*
  * ExistingOrder
  *		The existing order with this id if it was created by the same
  *		request; OE004 if by another.
@@ -584,18 +540,23 @@ ExistingOrder(CreateRequest *req)
 }
 
 /*
- * InsertLines
- *		Everything of a new order but its row, in one statement: items,
- *		discounts, the 'create' event with its outbox row, and the timers of
- *		the initial status.
+ * InsertOrder
+ *		The whole new order in one statement: the order row (INSERT ... ON
+ *		CONFLICT DO NOTHING) and, only if it was new, its items, discounts,
+ *		the 'create' event with its outbox row, and the timers of the
+ *		initial status.  Returns the new row as a composite datum, or
+ *		(Datum) 0 if the order_id exists already (and then nothing was
+ *		written).
  */
-static void
-InsertLines(CreateRequest *req)
+static Datum
+InsertOrder(CreateRequest *req)
 {
-	Oid			argtypes[15] = {INT8OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	INT8ARRAYOID, INT4ARRAYOID, TEXTOID, JSONBOID, TEXTARRAYOID, INTERVALARRAYOID};
-	Datum		values[15];
+	Oid			argtypes[24] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
+		INT8OID, INT8OID, INT8OID, JSONBOID, UUIDOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
+	JSONBOID, TEXTARRAYOID, INTERVALARRAYOID};
+	Datum		values[24];
 	Datum	   *sku = palloc(sizeof(Datum) * req->nlines);
 	Datum	   *qty = palloc(sizeof(Datum) * req->nlines);
 	Datum	   *price = palloc(sizeof(Datum) * req->nlines);
@@ -614,6 +575,7 @@ InsertLines(CreateRequest *req)
 	int			dims[1];
 	int			lbs[1] = {1};
 	SPIPlanPtr	plan;
+	bool		isnull;
 	int			ret;
 	int			i;
 
@@ -642,40 +604,63 @@ InsertLines(CreateRequest *req)
 		dline_null[i] = (d->line == 0);
 	}
 
-	dims[0] = req->nlines;
 	values[0] = Int64GetDatum(req->order_id);
-	values[1] = PointerGetDatum(construct_array(sku, req->nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(qty, req->nlines, INT4OID, 4, true, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(price, req->nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[4] = PointerGetDatum(construct_array(alloc, req->nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[5] = PointerGetDatum(construct_md_array(merchant, merchant_null, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[6] = PointerGetDatum(construct_md_array(warehouse, warehouse_null, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = CStringGetTextDatum(req->machine->name);
+	values[2] = CStringGetTextDatum(req->machine->initial_status);
+	values[3] = Int64GetDatum(req->buyer_id);
+	values[4] = CStringGetTextDatum(req->currency);
+	values[5] = Int64GetDatum(req->item_total);
+	values[6] = Int64GetDatum(req->discount_total);
+	values[7] = Int64GetDatum(req->shipping_fee);
+	values[8] = Int64GetDatum(req->payable_total);
+	values[9] = JsonbPGetDatum(req->attrs);
+	values[10] = UUIDPGetDatum(&req->fingerprint);
+	dims[0] = req->nlines;
+	values[11] = PointerGetDatum(construct_array(sku, req->nlines, TEXTOID, -1, false, TYPALIGN_INT));
+	values[12] = PointerGetDatum(construct_array(qty, req->nlines, INT4OID, 4, true, TYPALIGN_INT));
+	values[13] = PointerGetDatum(construct_array(price, req->nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[14] = PointerGetDatum(construct_array(alloc, req->nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[15] = PointerGetDatum(construct_md_array(merchant, merchant_null, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[16] = PointerGetDatum(construct_md_array(warehouse, warehouse_null, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	dims[0] = nd;
-	values[7] = PointerGetDatum(construct_md_array(dkind, NULL, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[8] = PointerGetDatum(construct_md_array(dcode, dcode_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[9] = PointerGetDatum(construct_md_array(damount, NULL, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[10] = PointerGetDatum(construct_md_array(dline, dline_null, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
+	values[17] = PointerGetDatum(construct_md_array(dkind, NULL, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[18] = PointerGetDatum(construct_md_array(dcode, dcode_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[19] = PointerGetDatum(construct_md_array(damount, NULL, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[20] = PointerGetDatum(construct_md_array(dline, dline_null, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
+	values[21] = EmptyJsonb();
+	TimersArrays(req->machine->name, req->machine->initial_status, &values[22], &values[23]);
 
-	values[11] = CStringGetTextDatum(req->machine->initial_status);
-	values[12] = EmptyJsonb();
-	TimersArrays(req->machine->name, req->machine->initial_status, &values[13], &values[14]);
-
-	/* one statement: discounts, items, the 'create' event and its outbox row, timers */
-	plan = OrderPlan(&insert_lines_plan,
-					 "WITH d AS ("
-					 " INSERT INTO order_ext.order_discounts (order_id, seq, kind, code, amount, line_no)"
-					 " SELECT $1, n, k, c, a, l"
-					 " FROM unnest($8, $9, $10, $11) WITH ORDINALITY AS u(k, c, a, l, n)), "
-					 OE_EVENT_CTES("$1", "1", "'create'", "NULL", "$12", "'buyer'", "$13") ", "
-					 OE_TIMERS_CTE("$1", "'order'", "$1", "$12", "1", "$14", "$15")
+#define IF_NEW "EXISTS (SELECT 1 FROM o)"
+	plan = OrderPlan(&insert_order_plan,
+					 "WITH o AS ("
+					 " INSERT INTO order_ext.orders AS o"
+					 " (order_id, machine, status, version, buyer_id, currency, item_total,"
+					 "  discount_total, shipping_fee, payable_total, attrs, request_hash,"
+					 "  created_at, updated_at)"
+					 " VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, now(), now())"
+					 " ON CONFLICT (order_id) DO NOTHING RETURNING o AS ord), "
+					 "i AS ("
 					 " INSERT INTO order_ext.order_items"
 					 " (order_id, line_no, sku, qty, unit_price, discount_alloc, merchant_id, warehouse_id)"
 					 " SELECT $1, n, s, q, p, a, m, w"
-					 " FROM unnest($2, $3, $4, $5, $6, $7) WITH ORDINALITY AS u(s, q, p, a, m, w, n)",
-					 15, argtypes);
+					 " FROM unnest($12, $13, $14, $15, $16, $17) WITH ORDINALITY AS u(s, q, p, a, m, w, n)"
+					 " WHERE " IF_NEW "), "
+					 "d AS ("
+					 " INSERT INTO order_ext.order_discounts (order_id, seq, kind, code, amount, line_no)"
+					 " SELECT $1, n, k, c, a, l"
+					 " FROM unnest($18, $19, $20, $21) WITH ORDINALITY AS u(k, c, a, l, n)"
+					 " WHERE " IF_NEW "), "
+					 OE_EVENT_CTES(IF_NEW, "$1", "1", "'create'", "NULL::text", "$3", "'buyer'", "$22") ", "
+					 OE_TIMERS_CTE(IF_NEW, "$1", "'order'", "$1", "$3", "1", "$23", "$24")
+					 " SELECT ord FROM o",
+					 24, argtypes);
+#undef IF_NEW
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not insert order lines: %s", SPI_result_code_string(ret));
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not insert order: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return (Datum) 0;
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 }
 
 /*
@@ -704,10 +689,9 @@ create_order(PG_FUNCTION_ARGS)
 
 	for (attempt = 0;; attempt++)
 	{
-		row = InsertOrderRow(&req);
+		row = InsertOrder(&req);
 		if (row != (Datum) 0)
 		{
-			InsertLines(&req);
 			OrderNotify(req.order_id);
 			break;
 		}

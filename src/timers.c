@@ -79,7 +79,7 @@ TimersSchedule(const char *subject, int64 order_id, int64 subject_id, const char
 	if (TimeoutsLookup(machine, status) == NULL)
 		return;
 	plan = OrderPlan(&schedule_plan,
-					 "WITH " OE_TIMERS_CTE("$1", "$2", "$3", "$4", "$5", "$6", "$7") " SELECT 1",
+					 "WITH " OE_TIMERS_CTE("true", "$1", "$2", "$3", "$4", "$5", "$6", "$7") " SELECT 1",
 					 7, argtypes);
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(subject);

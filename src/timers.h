@@ -10,13 +10,15 @@ extern void TimersSchedule(const char *subject, int64 order_id, int64 subject_id
 
 /*
  * The SQL that schedules the timers of a status entered at a version, as a
- * CTE named tm: events and delays come as arrays (see TimersArrays).
+ * CTE named tm: events and delays come as arrays (see TimersArrays);
+ * nothing is written unless the SQL condition COND holds.
  */
-#define OE_TIMERS_CTE(ORDER_ID, SUBJECT, SUBJECT_ID, STATUS, VERSION, EVENTS, AFTERS) \
+#define OE_TIMERS_CTE(COND, ORDER_ID, SUBJECT, SUBJECT_ID, STATUS, VERSION, EVENTS, AFTERS) \
 	"tm AS (INSERT INTO order_ext.timers" \
 	" (order_id, subject, subject_id, status, version, event, due_at)" \
 	" SELECT " ORDER_ID ", " SUBJECT ", " SUBJECT_ID ", " STATUS ", " VERSION ", tev, now() + taf" \
-	" FROM unnest(" EVENTS "::text[], " AFTERS "::interval[]) AS tu(tev, taf))"
+	" FROM unnest(" EVENTS "::text[], " AFTERS "::interval[]) AS tu(tev, taf)" \
+	" WHERE " COND ")"
 
 extern void TimersArrays(const char *machine, const char *status, Datum *events, Datum *afters);
 
