@@ -56,7 +56,9 @@ oe_psql "$DIR" "$PORT" -q -d postgres -f "$BENCH/setup.sql" >/dev/null
 # One pgbench run of script $1; prints its tps (excluding connection time).
 run_pgbench() {
 	local script=$1 out
-	oe_psql "$DIR" "$PORT" -q -d postgres -c CHECKPOINT >/dev/null
+	# the same start for every run: no autovacuum or checkpoint debt left over
+	# from the previous run (either side's) lands inside this one
+	oe_psql "$DIR" "$PORT" -q -d postgres -c "VACUUM ANALYZE" -c CHECKPOINT >/dev/null
 	if ! out=$("$OE_PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -M prepared \
 		-c "$CLIENTS" -j "$JOBS" -T "$SECS" -f "$BENCH/$script" postgres 2>&1); then
 		oe_warn "pgbench failed on $script:"
