@@ -4,7 +4,7 @@
 #     bash scripts/bench.sh         (as root; `make bench` runs it too)
 #
 # Builds and installs the extension, starts a throw-away cluster in
-# /tmp/order_ext_bench (port 54323), runs test/bench/setup.sql once, then for
+# /tmp/order_ext_bench (port 54323; see OE_TMP, OE_PORT_BASE in lib.sh), runs test/bench/setup.sql once, then for
 # each comparison below runs the baseline (A) and order_ext (B) alternately,
 # A B A B …, so drift (table growth, caches, checkpoints) hits both sides
 # alike. Prints each side's mean tps and the ratio order_ext / baseline, and
@@ -29,8 +29,8 @@ COMPARISONS=(
 	"fire           fire.baseline.sql            fire.ours.sql"
 )
 
-DIR=/tmp/order_ext_bench
-PORT=54323
+DIR=${OE_TMP}_bench
+PORT=$((OE_PORT_BASE + 2))
 BENCH=$OE_ROOT/test/bench
 RESULTS=$BENCH/results
 SECS=${BENCH_SECONDS:-15}
@@ -48,7 +48,7 @@ SETTINGS=(
 
 oe_ensure_deps
 echo "building and installing order_ext ..."
-oe_build_install /tmp/order_ext_bench_build.log || oe_die "the build failed"
+oe_build_install ${OE_TMP}_bench_build.log || oe_die "the build failed"
 echo "starting a throw-away cluster in $DIR (port $PORT) ..."
 oe_cluster_start "$DIR" "$PORT" "${SETTINGS[@]}" || oe_die "the server did not start"
 oe_psql "$DIR" "$PORT" -q -d postgres -f "$BENCH/setup.sql" >/dev/null

@@ -4,7 +4,7 @@
 #     bash scripts/demo.sh          (as root; `make demo` runs it too)
 #
 # Installs missing packages, builds and installs the extension, starts a
-# throw-away cluster in /tmp/order_ext_demo (port 54322) with
+# throw-away cluster in /tmp/order_ext_demo (port 54322; see lib.sh knobs) with
 # shared_preload_libraries = 'pg_cron,order_ext', and runs scripts/demo.sql
 # with psql echoing every statement before its result. The demo itself lives
 # in scripts/demo.sql; extend it there. The cluster is stopped and removed at
@@ -14,9 +14,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 exec </dev/null
 
-DIR=/tmp/order_ext_demo
-PORT=54322
-BUILD_LOG=/tmp/order_ext_demo_build.log
+DIR=${OE_TMP}_demo
+PORT=$((OE_PORT_BASE + 1))
+BUILD_LOG=${OE_TMP}_demo_build.log
 
 oe_ensure_deps
 echo "building and installing order_ext (log: $BUILD_LOG) ..."

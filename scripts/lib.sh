@@ -26,20 +26,30 @@
 # Knobs (environment), mainly for working on this harness itself:
 #   OE_PRELOAD     shared_preload_libraries (default 'pg_cron,order_ext')
 #   OE_SKIP_BUILD  if 1, oe_build_install does nothing
+#   OE_PGPREFIX    root of a private copy of PostgreSQL 15 (its usr/lib/postgresql/15,
+#                  usr/share/postgresql/15 and usr/include/postgresql), so that two
+#                  working copies can build, install and test side by side;
+#                  PostgreSQL finds its share and lib directories relative to
+#                  its binaries. Empty (the default): the system's installation.
+#   OE_TMP         prefix of the scratch directories (default /tmp/order_ext)
+#   OE_PORT_BASE   first of the three ports test/demo/bench use (default 54321)
 
 # ---------------------------------------------------------------------------
 # Where things are
 # ---------------------------------------------------------------------------
 # shellcheck disable=SC2034  # the OE_* paths are for the scripts that source this
 OE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OE_PGBIN=/usr/lib/postgresql/15/bin
+OE_PGPREFIX=${OE_PGPREFIX:-}	# a relocated copy of PostgreSQL (parallel work); empty = the system's
+OE_PGBIN=$OE_PGPREFIX/usr/lib/postgresql/15/bin
 OE_PG_CONFIG=$OE_PGBIN/pg_config
-OE_PGXS=/usr/lib/postgresql/15/lib/pgxs
+OE_PGXS=$OE_PGPREFIX/usr/lib/postgresql/15/lib/pgxs
 OE_PG_REGRESS=$OE_PGXS/src/test/regress/pg_regress
 OE_PG_ISOLATION_REGRESS=$OE_PGXS/src/test/isolation/pg_isolation_regress
 OE_PG_PERL=$OE_PGXS/src/test/perl
 OE_OS_USER=postgres
 OE_PRELOAD=${OE_PRELOAD:-pg_cron,order_ext}
+OE_TMP=${OE_TMP:-/tmp/order_ext}
+OE_PORT_BASE=${OE_PORT_BASE:-54321}
 
 # Debian packages the harness needs. A fresh CI machine has only postgresql-15.
 OE_DEPS=(

@@ -36,11 +36,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 exec </dev/null	# CI has no stdin; nothing here may wait for one
 
-BASE=/tmp/order_ext_test
+BASE=${OE_TMP}_test
 CLUSTER=$BASE/cluster
 WORK=$BASE/work
 LOGS=$BASE/logs
-PORT=54321
+PORT=$((OE_PORT_BASE + 0))
 SUITE_TIMEOUT=${OE_SUITE_TIMEOUT:-1800}
 # What the tests' own processes see: PostgreSQL 15 first, nothing from root's home.
 TEST_PATH=$OE_PGBIN:/usr/local/bin:/usr/bin:/bin
