@@ -36,8 +36,10 @@ EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION)--$(EXTVERSION).sql: src/$(EXTENSION).sql
-	cp $< $@
+# The install script is the parts under src/sql joined in file-name order.
+SQL_PARTS = $(sort $(wildcard src/sql/*.sql))
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
 
 .PHONY: bench demo test
 bench:

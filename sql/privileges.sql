@@ -189,6 +189,23 @@ FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent IN ('order_ext.orders'::regclass, 'order_ext.order_items'::regclass, 'order_ext.order_payments'::regclass,
                       'order_ext.order_discounts'::regclass, 'order_ext.order_events'::regclass);
 
+-- what each level can call, by name (role_grants): a new function shows up here
+SELECT p.proname AS function,
+       bool_or(has_function_privilege('oe_regress_priv_app', p.oid, 'EXECUTE')) AS app,
+       bool_or(has_function_privilege('oe_regress_priv_admin', p.oid, 'EXECUTE')) AS admin
+FROM pg_proc p WHERE p.pronamespace = 'order_ext'::regnamespace
+GROUP BY p.proname ORDER BY p.proname;
+-- and which tables, views and sequences
+SELECT c.relname AS relation,
+       string_agg(DISTINCT a.privilege_type, ',' ORDER BY a.privilege_type)
+           FILTER (WHERE a.grantee = 'oe_regress_priv_app'::regrole) AS app,
+       string_agg(DISTINCT a.privilege_type, ',' ORDER BY a.privilege_type)
+           FILTER (WHERE a.grantee = 'oe_regress_priv_admin'::regrole) AS admin
+FROM pg_class c, aclexplode(c.relacl) a
+WHERE c.relnamespace = 'order_ext'::regnamespace
+  AND a.grantee IN ('oe_regress_priv_app'::regrole, 'oe_regress_priv_admin'::regrole)
+GROUP BY c.relname ORDER BY c.relname;
+
 DROP EXTENSION order_ext CASCADE;
 -- (whatever grants are left, e.g. on the schema, go with DROP OWNED)
 DROP OWNED BY oe_regress_priv_none, oe_regress_priv_app, oe_regress_priv_admin;
