@@ -11,11 +11,16 @@
 # writes the same to test/bench/results/latest.txt.
 #
 # Environment: BENCH_SECONDS (per run, default 15), BENCH_ROUNDS (A-B pairs,
-# default 2), BENCH_CLIENTS (default 8), BENCH_JOBS (default 2).
+# default 2), BENCH_CLIENTS (default 8), BENCH_JOBS (default 2), BENCH_ONLY
+# (space-separated names: run only those comparisons).
 #
 # Adding a comparison: write test/bench/<name>.baseline.sql and
 # test/bench/<name>.ours.sql (pgbench scripts; setup.sql creates what they
-# need) and add a line to COMPARISONS.
+# need) and add a line to COMPARISONS. Two optional fields follow the
+# scripts: the number of clients (default BENCH_CLIENTS) and "sync" to run
+# both sides with synchronous_commit = on (commits wait for the WAL flush,
+# as they would in production; the stock comparisons use it because how
+# long a row lock is held is the point there).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,6 +32,9 @@ COMPARISONS=(
 	"create_order_allrows create_order_allrows.baseline.sql create_order_allrows.ours.sql"
 	"new_order_id   new_order_id.baseline.sql    new_order_id.ours.sql"
 	"fire           fire.baseline.sql            fire.ours.sql"
+	"flash_normal   flash.baseline.sql           flash_normal.ours.sql   64 sync"
+	"flash_hot      flash.baseline.sql           flash_hot.ours.sql      64 sync"
+	"random_skus    random_skus.baseline.sql     random_skus.ours.sql    64 sync"
 )
 
 DIR=${OE_TMP}_bench
@@ -53,14 +61,15 @@ echo "starting a throw-away cluster in $DIR (port $PORT) ..."
 oe_cluster_start "$DIR" "$PORT" "${SETTINGS[@]}" || oe_die "the server did not start"
 oe_psql "$DIR" "$PORT" -q -d postgres -f "$BENCH/setup.sql" >/dev/null
 
-# One pgbench run of script $1; prints its tps (excluding connection time).
+# One pgbench run of script $1 with $2 clients, extra server options $3
+# (PGOPTIONS); prints its tps (excluding connection time).
 run_pgbench() {
-	local script=$1 out
+	local script=$1 clients=$2 options=$3 out
 	# the same start for every run: no autovacuum or checkpoint debt left over
 	# from the previous run (either side's) lands inside this one
 	oe_psql "$DIR" "$PORT" -q -d postgres -c "VACUUM ANALYZE" -c CHECKPOINT >/dev/null
-	if ! out=$("$OE_PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -M prepared \
-		-c "$CLIENTS" -j "$JOBS" -T "$SECS" -f "$BENCH/$script" postgres 2>&1); then
+	if ! out=$(PGOPTIONS="$options" "$OE_PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -M prepared \
+		-c "$clients" -j "$JOBS" -T "$SECS" -f "$BENCH/$script" postgres 2>&1); then
 		oe_warn "pgbench failed on $script:"
 		printf '%s\n' "$out" | tail -n 20 >&2
 		return 1
@@ -74,8 +83,8 @@ header=$(
 	echo "order_ext bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$OE_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 	echo "pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $SECS, sides alternated A B x $ROUNDS"
 	echo "server (same for both sides): ${SETTINGS[*]}"
-	echo "synchronous_commit = off for both sides: commits do not wait for the WAL flush,"
-	echo "so the numbers show CPU and locking cost rather than the disk's fsync rate."
+	echo "synchronous_commit = off for both sides unless a line says otherwise: commits do not wait"
+	echo "for the WAL flush, so the numbers show CPU and locking cost rather than the fsync rate."
 	echo "$(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 )
 echo
@@ -85,12 +94,18 @@ table=$(printf '%-22s %14s %14s %8s\n' comparison "baseline tps" "order_ext tps"
 runs=""
 status=0
 for c in "${COMPARISONS[@]}"; do
-	read -r name base ours <<<"$c"
+	read -r name base ours nclients sync <<<"$c"
+	nclients=${nclients:-$CLIENTS}
+	options=""
+	[ "${sync:-}" = sync ] && options="-c synchronous_commit=on"
+	if [ -n "${BENCH_ONLY:-}" ] && ! [[ " $BENCH_ONLY " == *" $name "* ]]; then
+		continue
+	fi
 	a_runs=() b_runs=() failed=0
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for side in A B; do
 			script=$([ "$side" = A ] && echo "$base" || echo "$ours")
-			if tps=$(run_pgbench "$script") && [ -n "$tps" ]; then
+			if tps=$(run_pgbench "$script" "$nclients" "$options") && [ -n "$tps" ]; then
 				line=$(printf '  %-14s round %d %s %-28s %12.1f tps' "$name" "$r" "$side" "$script" "$tps")
 				echo "$line"
 				runs+=$'\n'$line
@@ -108,7 +123,8 @@ for c in "${COMPARISONS[@]}"; do
 	a=$(mean "${a_runs[@]}")
 	b=$(mean "${b_runs[@]}")
 	ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
-	table+=$'\n'$(printf '%-22s %14s %14s %8s' "$name" "$a" "$b" "$ratio")
+	table+=$'\n'$(printf '%-22s %14s %14s %8s  (%s clients%s)' "$name" "$a" "$b" "$ratio" "$nclients" \
+		"$([ -n "$options" ] && echo ', synchronous_commit on')")
 done
 
 echo

@@ -21,6 +21,7 @@
 #include "fire.h"
 #include "machine.h"
 #include "order_ext.h"
+#include "stock.h"
 #include "timers.h"
 
 static SPIPlanPtr lock_plan = NULL;
@@ -231,6 +232,14 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 		SPI_processed != 1)
 		elog(ERROR, "could not update order " INT64_FORMAT, st->order_id);
 	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	/* stock effects: after the order row, in the order lock's shadow */
+	if (t->effects & OE_EFFECT_STOCK_RESERVE)
+		StockReserveOrder(st->order_id);
+	if (t->effects & OE_EFFECT_STOCK_COMMIT)
+		StockCommitOrder(st->order_id);
+	if (t->effects & OE_EFFECT_STOCK_RELEASE)
+		StockReleaseOrder(st->order_id);
 
 	if (moved)
 		TimersSchedule("order", st->order_id, st->order_id, st->machine, t->to_status,

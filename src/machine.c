@@ -155,6 +155,9 @@ EffectBits(Datum d)
 		{"stamp:completed_at", OE_EFFECT_STAMP_COMPLETED},
 		{"stamp:closed_at", OE_EFFECT_STAMP_CLOSED},
 		{"merge_attrs", OE_EFFECT_MERGE_ATTRS},
+		{"stock:reserve", OE_EFFECT_STOCK_RESERVE},
+		{"stock:commit", OE_EFFECT_STOCK_COMMIT},
+		{"stock:release", OE_EFFECT_STOCK_RELEASE},
 	};
 	int			n;
 	char	  **effects = TextArray(d, &n);

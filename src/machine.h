@@ -20,6 +20,9 @@
 #define OE_EFFECT_STAMP_COMPLETED	(1 << 3)
 #define OE_EFFECT_STAMP_CLOSED		(1 << 4)
 #define OE_EFFECT_MERGE_ATTRS		(1 << 5)
+#define OE_EFFECT_STOCK_RESERVE		(1 << 6)	/* reserve what is not reserved yet (pay) */
+#define OE_EFFECT_STOCK_COMMIT		(1 << 7)	/* reservations leave the warehouse (ship) */
+#define OE_EFFECT_STOCK_RELEASE		(1 << 8)	/* reservations and limits go back (cancel) */
 
 typedef struct TimeoutDef
 {

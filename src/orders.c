@@ -33,6 +33,7 @@
 #include "jsonin.h"
 #include "machine.h"
 #include "order_ext.h"
+#include "stock.h"
 #include "timers.h"
 
 #define MAX_LINES		1000
@@ -664,6 +665,27 @@ InsertOrder(CreateRequest *req)
 }
 
 /*
+ * ReserveStock
+ *		A new order reserves its on_create SKUs and counts against purchase
+ *		limits (stock.c; OE003 / OE005 undo everything with the statement).
+ *		After the order rows, so a stock row stays locked only for the rest
+ *		of the transaction.
+ */
+static void
+ReserveStock(CreateRequest *req)
+{
+	StockLine  *lines = palloc(sizeof(StockLine) * req->nlines);
+	int			i;
+
+	for (i = 0; i < req->nlines; i++)
+	{
+		lines[i].sku = req->lines[i].sku;
+		lines[i].qty = req->lines[i].qty;
+	}
+	StockOnCreate(req->order_id, req->buyer_id, req->nlines, lines);
+}
+
+/*
  * create_order(order_id, buyer_id, items, machine, discounts, shipping_fee,
  *				attrs, currency) -> order_ext.orders
  *		Create an order idempotently; see API.md.
@@ -692,6 +714,7 @@ create_order(PG_FUNCTION_ARGS)
 		row = InsertOrder(&req);
 		if (row != (Datum) 0)
 		{
+			ReserveStock(&req);
 			OrderNotify(req.order_id);
 			break;
 		}

@@ -24,14 +24,15 @@ CREATE TABLE order_ext.transitions (
     actors      text[] NOT NULL DEFAULT '{system}' CHECK (cardinality(actors) > 0),
     effects     text[] NOT NULL DEFAULT '{}'
                 CHECK (effects <@ ARRAY['stamp:paid_at', 'stamp:shipped_at', 'stamp:received_at',
-                                        'stamp:completed_at', 'stamp:closed_at', 'merge_attrs']),
+                                        'stamp:completed_at', 'stamp:closed_at', 'merge_attrs',
+                                        'stock:reserve', 'stock:commit', 'stock:release']),
     requires    jsonb  CHECK (requires IS NULL OR jsonb_typeof(requires) = 'object')
 );
 CREATE INDEX transitions_lookup_idx ON order_ext.transitions (machine, from_status, event);
 COMMENT ON TABLE order_ext.transitions IS
 'The state machines: from_status --event--> to_status, who may fire it (actors: buyer, merchant, system, platform; internal: only order_ext''s own functions, e.g. split), what it does (effects), and an optional guard (requires: the subject''s attributes must contain this JSON object).';
 COMMENT ON COLUMN order_ext.transitions.effects IS
-'stamp:<milestone column> sets that column to now(); merge_attrs merges payload.attrs into the order''s attrs.';
+'stamp:<milestone column> sets that column to now(); merge_attrs merges payload.attrs into the order''s attrs; stock:reserve reserves the SKUs the order holds no reservation for yet (on_pay SKUs, at pay); stock:commit ships the reservations (on_hand and reserved both fall); stock:release gives them back and stops counting the order against purchase limits (cancel, expire, close).';
 
 CREATE TABLE order_ext.status_labels (
     machine text NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
@@ -62,40 +63,40 @@ INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses, desc
      'After-sales requests: approve or reject, appeal, return, refund');
 
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
-    ('physical', 'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at}',      NULL),
-    ('physical', 'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at}',    NULL),
-    ('physical', 'pending_payment', 'expire',          'cancelled',       '{system}',                '{stamp:closed_at}',    NULL),
-    ('physical', 'pending_payment', 'modify',          'pending_payment', '{buyer,merchant}',        '{merge_attrs}',        NULL),
-    ('physical', 'paid',            'modify',          'paid',            '{buyer,merchant}',        '{merge_attrs}',        NULL),
-    ('physical', 'paid',            'ship',            'shipped',         '{merchant}',              '{stamp:shipped_at}',   NULL),
-    ('physical', 'shipped',         'confirm_receipt', 'received',        '{buyer,system}',          '{stamp:received_at}',  NULL),
-    ('physical', 'received',        'complete',        'completed',       '{system}',                '{stamp:completed_at}', NULL),
-    ('physical', 'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('physical', 'shipped',         'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('physical', 'received',        'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('physical', 'pending_payment', 'split',           'split',           '{internal}',              '{}',                   NULL),
-    ('physical', 'paid',            'split',           'split',           '{internal}',              '{}',                   NULL),
+    ('physical', 'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at,stock:reserve}',   NULL),
+    ('physical', 'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at,stock:release}', NULL),
+    ('physical', 'pending_payment', 'expire',          'cancelled',       '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('physical', 'pending_payment', 'modify',          'pending_payment', '{buyer,merchant}',        '{merge_attrs}',                   NULL),
+    ('physical', 'paid',            'modify',          'paid',            '{buyer,merchant}',        '{merge_attrs}',                   NULL),
+    ('physical', 'paid',            'ship',            'shipped',         '{merchant}',              '{stamp:shipped_at,stock:commit}', NULL),
+    ('physical', 'shipped',         'confirm_receipt', 'received',        '{buyer,system}',          '{stamp:received_at}',             NULL),
+    ('physical', 'received',        'complete',        'completed',       '{system}',                '{stamp:completed_at}',            NULL),
+    ('physical', 'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('physical', 'shipped',         'close',           'closed',          '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('physical', 'received',        'close',           'closed',          '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('physical', 'pending_payment', 'split',           'split',           '{internal}',              '{}',                              NULL),
+    ('physical', 'paid',            'split',           'split',           '{internal}',              '{}',                              NULL),
 
-    ('virtual',  'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at}',      NULL),
-    ('virtual',  'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at}',    NULL),
-    ('virtual',  'pending_payment', 'expire',          'cancelled',       '{system}',                '{stamp:closed_at}',    NULL),
-    ('virtual',  'pending_payment', 'modify',          'pending_payment', '{buyer,merchant}',        '{merge_attrs}',        NULL),
-    ('virtual',  'paid',            'modify',          'paid',            '{buyer,merchant}',        '{merge_attrs}',        NULL),
-    ('virtual',  'paid',            'deliver',         'delivered',       '{merchant,system}',       '{stamp:shipped_at}',   NULL),
-    ('virtual',  'delivered',       'complete',        'completed',       '{system}',                '{stamp:completed_at}', NULL),
-    ('virtual',  'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('virtual',  'delivered',       'close',           'closed',          '{system}',                '{stamp:closed_at}',    NULL),
-    ('virtual',  'pending_payment', 'split',           'split',           '{internal}',              '{}',                   NULL),
-    ('virtual',  'paid',            'split',           'split',           '{internal}',              '{}',                   NULL),
+    ('virtual',  'pending_payment', 'pay',             'paid',            '{system}',                '{stamp:paid_at,stock:reserve}',   NULL),
+    ('virtual',  'pending_payment', 'cancel',          'cancelled',       '{buyer,merchant,system}', '{stamp:closed_at,stock:release}', NULL),
+    ('virtual',  'pending_payment', 'expire',          'cancelled',       '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('virtual',  'pending_payment', 'modify',          'pending_payment', '{buyer,merchant}',        '{merge_attrs}',                   NULL),
+    ('virtual',  'paid',            'modify',          'paid',            '{buyer,merchant}',        '{merge_attrs}',                   NULL),
+    ('virtual',  'paid',            'deliver',         'delivered',       '{merchant,system}',       '{stamp:shipped_at,stock:commit}', NULL),
+    ('virtual',  'delivered',       'complete',        'completed',       '{system}',                '{stamp:completed_at}',            NULL),
+    ('virtual',  'paid',            'close',           'closed',          '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('virtual',  'delivered',       'close',           'closed',          '{system}',                '{stamp:closed_at,stock:release}', NULL),
+    ('virtual',  'pending_payment', 'split',           'split',           '{internal}',              '{}',                              NULL),
+    ('virtual',  'paid',            'split',           'split',           '{internal}',              '{}',                              NULL),
 
-    ('after_sale', 'requested',   'approve',        'approved',    '{merchant,system}', '{}', NULL),
-    ('after_sale', 'requested',   'reject',         'rejected',    '{merchant}',        '{}', NULL),
-    ('after_sale', 'rejected',    'appeal',         'arbitration', '{buyer}',           '{}', NULL),
-    ('after_sale', 'arbitration', 'approve',        'approved',    '{platform}',        '{}', NULL),
-    ('after_sale', 'arbitration', 'reject',         'rejected',    '{platform}',        '{}', NULL),
-    ('after_sale', 'approved',    'receive_return', 'returned',    '{merchant}',        '{}', '{"kind": "return_refund"}'),
-    ('after_sale', 'approved',    'refund',         'refunded',    '{merchant,system}', '{}', '{"kind": "refund_only"}'),
-    ('after_sale', 'returned',    'refund',         'refunded',    '{merchant,system}', '{}', NULL);
+    ('after_sale', 'requested',   'approve',        'approved',    '{merchant,system}', '{}',                              NULL),
+    ('after_sale', 'requested',   'reject',         'rejected',    '{merchant}',        '{}',                              NULL),
+    ('after_sale', 'rejected',    'appeal',         'arbitration', '{buyer}',           '{}',                              NULL),
+    ('after_sale', 'arbitration', 'approve',        'approved',    '{platform}',        '{}',                              NULL),
+    ('after_sale', 'arbitration', 'reject',         'rejected',    '{platform}',        '{}',                              NULL),
+    ('after_sale', 'approved',    'receive_return', 'returned',    '{merchant}',        '{}',                              '{"kind": "return_refund"}'),
+    ('after_sale', 'approved',    'refund',         'refunded',    '{merchant,system}', '{}',                              '{"kind": "refund_only"}'),
+    ('after_sale', 'returned',    'refund',         'refunded',    '{merchant,system}', '{}',                              NULL);
 
 INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
     ('physical',   'pending_payment', '30 minutes', 'expire'),

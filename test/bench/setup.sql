@@ -22,3 +22,17 @@ INSERT INTO bench_orders SELECT * FROM order_ext.orders WHERE machine = 'bench_t
 CREATE TABLE bench_events (LIKE order_ext.order_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
 INSERT INTO bench_events SELECT e.* FROM order_ext.order_events e JOIN bench_fire_ids USING (order_id);
 VACUUM ANALYZE;
+
+-- stock (issue 4): the baseline's stock table, and the same SKUs in
+-- order_ext: the flash-sale SKU in normal and in hot mode, and 10,000 SKUs.
+-- Enough units that no run sells out.
+CREATE TABLE bench_stock (sku text PRIMARY KEY, on_hand bigint NOT NULL,
+                          reserved bigint NOT NULL DEFAULT 0,
+                          CHECK (reserved >= 0 AND reserved <= on_hand)) WITH (fillfactor = 50);
+INSERT INTO bench_stock VALUES ('FLASH', 1000000000000);
+INSERT INTO bench_stock SELECT 'R-' || i, 1000000000 FROM generate_series(1, 10000) i;
+SELECT count(*) FROM (
+    SELECT order_ext.set_stock('FLASH-N', 1000000000000)
+    UNION ALL SELECT order_ext.set_stock('FLASH-H', 1000000000000, hot => true, buckets => 64)
+    UNION ALL SELECT order_ext.set_stock('R-' || i, 1000000000) FROM generate_series(1, 10000) i) s;
+VACUUM ANALYZE;

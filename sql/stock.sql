@@ -1,0 +1,244 @@
+--
+-- stock: set_stock, available, check_stock, set_purchase_limit; the
+-- on_create and on_pay policies; reservations held, committed at ship and
+-- released at cancel/expire/close; hot mode (API.md "Stock")
+--
+-- Orders are known by a tag; ids are masked in error messages.
+--
+CREATE EXTENSION order_ext;
+SET TimeZone = 'UTC';
+
+-- err(sql): 'ok', or 'SQLSTATE: message (detail)' with ids masked
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{13,}', '<id>', 'g')
+        || CASE WHEN coalesce(d, '') <> '' THEN ' (' || d || ')' ELSE '' END;
+END $$;
+
+CREATE TEMP TABLE o (tag text PRIMARY KEY, id bigint NOT NULL UNIQUE);
+CREATE FUNCTION pg_temp.id(tag text) RETURNS bigint LANGUAGE sql STABLE AS
+$$ SELECT id FROM pg_temp.o WHERE o.tag = $1 $$;
+
+-- mk(tag, buyer, items): create an order; 'ok' or the error
+CREATE FUNCTION pg_temp.mk(tag text, buyer bigint, items jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint := order_ext.new_order_id();
+    r text;
+BEGIN
+    r := pg_temp.err(format('SELECT order_ext.create_order(%s, %s, %L)', new_id, buyer, items));
+    IF r = 'ok' THEN
+        INSERT INTO pg_temp.o VALUES (tag, new_id);
+    END IF;
+    RETURN r;
+END $$;
+
+-- fire(tag, event, actor)
+CREATE FUNCTION pg_temp.fire(tag text, event text, actor text DEFAULT 'system') RETURNS text
+LANGUAGE sql AS $$
+    SELECT pg_temp.err(format('SELECT order_ext.fire(%s, %L, actor => %L)', pg_temp.id(tag), event, actor))
+$$;
+
+-- st(sku): on_hand/reserved/available and the reservations held, in one line
+CREATE FUNCTION pg_temp.st(sku text) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT format('%s on_hand=%s reserved=%s available=%s held=%s', $1, s.on_hand, s.reserved,
+                  order_ext.available($1),
+                  (SELECT coalesce(sum(qty), 0) FROM order_ext.reservations r WHERE r.sku = $1))
+    FROM order_ext.stock s WHERE s.sku = $1
+$$;
+
+-- res(tag): what an order holds, sku:qty
+CREATE FUNCTION pg_temp.res(tag text) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT coalesce(string_agg(sku || ':' || qty, ' ' ORDER BY sku), '-')
+    FROM (SELECT sku, sum(qty) AS qty FROM order_ext.reservations
+          WHERE order_id = pg_temp.id($1) GROUP BY sku) r
+$$;
+
+--------------------------------------------------------------------------
+-- set_stock and available: arguments
+--------------------------------------------------------------------------
+
+SELECT pg_temp.err($$SELECT order_ext.set_stock(NULL, 1)$$) AS null_sku;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('', 1)$$) AS empty_sku;
+SELECT pg_temp.err($$SELECT order_ext.set_stock(repeat('x', 201), 1)$$) AS long_sku;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', NULL)$$) AS null_on_hand;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', -1)$$) AS negative_on_hand;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, 'later')$$) AS bad_policy;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => true, buckets => 1)$$) AS one_bucket_hot;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => true, buckets => 1025)$$) AS too_many_buckets;
+SELECT count(*) AS nothing_written FROM order_ext.stock_skus;
+
+SELECT sku, on_hand, reserved, available, policy, hot, buckets FROM order_ext.set_stock('S-1', 10);
+SELECT order_ext.available('S-1') AS available, order_ext.available('NO-SUCH') AS untracked,
+       order_ext.available(NULL) AS null_sku;
+-- set again: the settings change, nothing else
+SELECT sku, on_hand, reserved, available, policy, hot, buckets FROM order_ext.set_stock('S-1', 5, 'on_pay');
+SELECT sku, on_hand, reserved, available, policy, hot, buckets FROM order_ext.set_stock('S-1', 10);
+
+--------------------------------------------------------------------------
+-- on_create: reserve at create_order; commit at ship; release at cancel
+--------------------------------------------------------------------------
+
+SELECT pg_temp.mk('a', 1, '[{"sku":"S-1","qty":3,"unit_price":100}]');
+SELECT pg_temp.st('S-1'), pg_temp.res('a');
+-- the same request again reserves nothing more
+SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 1, '[{"sku":"S-1","qty":3,"unit_price":100}]')$$,
+                          pg_temp.id('a'))) AS again;
+SELECT pg_temp.st('S-1');
+-- more than available: OE003, nothing written (no order, no reservation)
+SELECT count(*) AS orders_before FROM order_ext.orders \gset
+SELECT pg_temp.mk('b', 2, '[{"sku":"S-1","qty":8,"unit_price":100}]') AS too_many;
+SELECT count(*) - :orders_before AS orders_added FROM order_ext.orders;
+SELECT pg_temp.st('S-1');
+-- a SKU without a stock row is not tracked: never reserves, never fails
+SELECT pg_temp.mk('c', 2, '[{"sku":"SERVICE","qty":1000000,"unit_price":1},{"sku":"S-1","qty":7,"unit_price":100}]');
+SELECT pg_temp.st('S-1'), pg_temp.res('c');
+-- sold out now
+SELECT pg_temp.mk('d', 3, '[{"sku":"S-1","qty":1,"unit_price":100}]') AS sold_out;
+-- cancel gives units back; pay keeps them; ship takes them out of on_hand
+SELECT pg_temp.fire('c', 'cancel', 'buyer');
+SELECT pg_temp.st('S-1'), pg_temp.res('c');
+SELECT pg_temp.fire('a', 'pay');
+SELECT pg_temp.st('S-1'), pg_temp.res('a');
+SELECT pg_temp.fire('a', 'ship', 'merchant');
+SELECT pg_temp.st('S-1'), pg_temp.res('a');
+-- expire (the payment timeout) releases too
+SELECT pg_temp.mk('e', 3, '[{"sku":"S-1","qty":2,"unit_price":100}]');
+SELECT pg_temp.st('S-1');
+SELECT pg_temp.fire('e', 'expire');
+SELECT pg_temp.st('S-1'), pg_temp.res('e');
+-- close after pay (full refund before shipping) releases
+SELECT pg_temp.mk('f', 3, '[{"sku":"S-1","qty":2,"unit_price":100}]');
+SELECT pg_temp.fire('f', 'pay');
+SELECT pg_temp.fire('f', 'close');
+SELECT pg_temp.st('S-1'), pg_temp.res('f');
+SELECT * FROM order_ext.check_stock();
+
+--------------------------------------------------------------------------
+-- one SKU twice in one order: merged before checking
+--------------------------------------------------------------------------
+
+SELECT sku, on_hand, available FROM order_ext.set_stock('S-2', 3);
+SELECT pg_temp.mk('g', 4, '[{"sku":"S-2","qty":2,"unit_price":1},{"sku":"S-2","qty":2,"unit_price":1}]') AS four_of_three;
+SELECT pg_temp.mk('h', 4, '[{"sku":"S-2","qty":2,"unit_price":1},{"sku":"S-1","qty":1,"unit_price":1},{"sku":"S-2","qty":1,"unit_price":1}]');
+SELECT pg_temp.st('S-2'), pg_temp.res('h');
+
+--------------------------------------------------------------------------
+-- on_pay: nothing reserved at create; pay reserves or fails with OE003
+--------------------------------------------------------------------------
+
+SELECT sku, on_hand, available, policy FROM order_ext.set_stock('P-1', 2, 'on_pay');
+SELECT pg_temp.mk('p1', 5, '[{"sku":"P-1","qty":2,"unit_price":10}]');
+SELECT pg_temp.mk('p2', 6, '[{"sku":"P-1","qty":1,"unit_price":10},{"sku":"S-2","qty":0,"unit_price":1}]') AS bad_line;
+SELECT pg_temp.mk('p2', 6, '[{"sku":"P-1","qty":1,"unit_price":10}]');
+SELECT pg_temp.st('P-1'), pg_temp.res('p1'), pg_temp.res('p2');
+SELECT pg_temp.fire('p1', 'pay');
+SELECT pg_temp.st('P-1'), pg_temp.res('p1');
+-- p2 cannot be paid now: OE003, and the order is as it was
+SELECT pg_temp.fire('p2', 'pay') AS pay_sold_out;
+SELECT status, version FROM order_ext.orders WHERE order_id = pg_temp.id('p2');
+SELECT count(*) AS p2_events FROM order_ext.order_events WHERE order_id = pg_temp.id('p2');
+-- cancelling an unpaid on_pay order has nothing to release
+SELECT pg_temp.fire('p2', 'cancel', 'buyer');
+SELECT pg_temp.st('P-1');
+-- restocked: a new order can be paid
+SELECT sku, on_hand, available FROM order_ext.set_stock('P-1', 3, 'on_pay');
+SELECT pg_temp.mk('p3', 6, '[{"sku":"P-1","qty":1,"unit_price":10}]');
+SELECT pg_temp.fire('p3', 'pay');
+SELECT pg_temp.st('P-1'), pg_temp.res('p3');
+-- on_hand may not fall below what is reserved
+SELECT pg_temp.err($$SELECT order_ext.set_stock('P-1', 2, 'on_pay')$$) AS below_reserved;
+SELECT pg_temp.st('P-1');
+SELECT * FROM order_ext.check_stock();
+
+--------------------------------------------------------------------------
+-- purchase limits
+--------------------------------------------------------------------------
+
+SELECT sku, on_hand FROM order_ext.set_stock('L-1', 100);
+SELECT pg_temp.err($$SELECT order_ext.set_purchase_limit('L-1', 0)$$) AS zero_limit;
+SELECT pg_temp.err($$SELECT order_ext.set_purchase_limit(NULL, 1)$$) AS null_sku;
+SELECT order_ext.set_purchase_limit('L-1', 3);
+SELECT pg_temp.mk('l1', 7, '[{"sku":"L-1","qty":2,"unit_price":5}]');
+SELECT pg_temp.mk('l2', 7, '[{"sku":"L-1","qty":2,"unit_price":5}]') AS over_limit;
+SELECT pg_temp.mk('l3', 7, '[{"sku":"L-1","qty":4,"unit_price":5}]') AS over_limit_alone;
+SELECT pg_temp.mk('l4', 7, '[{"sku":"L-1","qty":1,"unit_price":5}]');
+-- another buyer has their own allowance
+SELECT pg_temp.mk('l5', 8, '[{"sku":"L-1","qty":3,"unit_price":5}]');
+SELECT buyer_id, sku, qty FROM order_ext.buyer_holdings ORDER BY 1, 2;
+-- a cancelled order no longer counts
+SELECT pg_temp.fire('l1', 'cancel', 'buyer');
+SELECT pg_temp.mk('l6', 7, '[{"sku":"L-1","qty":2,"unit_price":5}]');
+SELECT buyer_id, sku, qty FROM order_ext.buyer_holdings ORDER BY 1, 2;
+-- limits apply to SKUs without stock rows too
+SELECT order_ext.set_purchase_limit('COUPON', 1);
+SELECT pg_temp.mk('l7', 9, '[{"sku":"COUPON","qty":1,"unit_price":0}]');
+SELECT pg_temp.mk('l8', 9, '[{"sku":"COUPON","qty":1,"unit_price":0}]') AS second_coupon;
+-- a new limit counts what buyers already hold (shipped orders too)
+SELECT order_ext.set_purchase_limit('S-1', 2);
+SELECT buyer_id, sku, qty FROM order_ext.buyer_holdings WHERE sku = 'S-1' ORDER BY 1;
+SELECT pg_temp.mk('l9', 1, '[{"sku":"S-1","qty":1,"unit_price":5}]') AS buyer_1_holds_3;
+-- NULL removes the limit
+SELECT order_ext.set_purchase_limit('S-1', NULL);
+SELECT pg_temp.mk('l9', 1, '[{"sku":"S-1","qty":1,"unit_price":5}]');
+SELECT count(*) AS s1_holdings FROM order_ext.buyer_holdings WHERE sku = 'S-1';
+
+--------------------------------------------------------------------------
+-- hot mode: the units spread over buckets; orders take from one bucket,
+-- or from several when no single one has enough
+--------------------------------------------------------------------------
+
+SELECT sku, on_hand, available, hot, buckets FROM order_ext.set_stock('H-1', 10, hot => true, buckets => 4);
+SELECT bucket, on_hand, reserved FROM order_ext.stock_buckets WHERE sku = 'H-1' ORDER BY bucket;
+SELECT pg_temp.mk('h1', 10, '[{"sku":"H-1","qty":3,"unit_price":1}]');
+SELECT pg_temp.mk('h2', 11, '[{"sku":"H-1","qty":3,"unit_price":1}]');
+SELECT pg_temp.st('H-1');
+-- 4 units left, at most 2 in any bucket: an order for 4 takes from several
+SELECT max(on_hand - reserved) AS largest_bucket FROM order_ext.stock_buckets WHERE sku = 'H-1';
+SELECT pg_temp.mk('h3', 12, '[{"sku":"H-1","qty":4,"unit_price":1}]');
+SELECT pg_temp.st('H-1'), pg_temp.res('h3');
+SELECT count(*) > 1 AS from_several_buckets FROM order_ext.reservations WHERE order_id = pg_temp.id('h3');
+SELECT pg_temp.mk('h4', 13, '[{"sku":"H-1","qty":1,"unit_price":1}]') AS sold_out;
+-- cancel puts the units back in the buckets they came from
+SELECT pg_temp.fire('h3', 'cancel', 'buyer');
+SELECT pg_temp.st('H-1');
+-- back to normal mode with reservations held: they stay in their buckets
+SELECT sku, on_hand, reserved, available, hot, buckets FROM order_ext.set_stock('H-1', 20);
+SELECT count(*) FILTER (WHERE reserved = 0) AS empty_buckets, sum(reserved) AS reserved,
+       count(*) FILTER (WHERE bucket > 0 AND on_hand <> reserved) AS extra_buckets_with_free_units
+FROM order_ext.stock_buckets WHERE sku = 'H-1';
+SELECT pg_temp.fire('h1', 'pay'), pg_temp.fire('h1', 'ship', 'merchant');
+SELECT pg_temp.fire('h2', 'cancel', 'buyer');
+SELECT pg_temp.st('H-1');
+-- and hot again
+SELECT sku, on_hand, reserved, available, hot, buckets FROM order_ext.set_stock('H-1', 17, hot => true, buckets => 8);
+SELECT count(*) AS buckets, sum(on_hand) AS on_hand FROM order_ext.stock_buckets WHERE sku = 'H-1';
+SELECT * FROM order_ext.check_stock();
+
+--------------------------------------------------------------------------
+-- the invariants are enforced, and check_stock reports drift
+--------------------------------------------------------------------------
+
+SELECT pg_temp.err($$UPDATE order_ext.stock_buckets SET reserved = on_hand + 1 WHERE sku = 'S-1'$$) AS reserved_above_on_hand;
+SELECT pg_temp.err($$UPDATE order_ext.stock_buckets SET reserved = -1 WHERE sku = 'S-2'$$) AS negative_reserved;
+SELECT pg_temp.err($$UPDATE order_ext.stock_buckets SET on_hand = -1 WHERE sku = 'S-2'$$) AS negative_on_hand;
+BEGIN;
+UPDATE order_ext.stock_buckets SET reserved = reserved - 1 WHERE sku = 'S-2';
+DELETE FROM order_ext.reservations WHERE order_id = pg_temp.id('p3');
+SELECT * FROM order_ext.check_stock();
+ROLLBACK;
+SELECT * FROM order_ext.check_stock();
+
+--------------------------------------------------------------------------
+-- user machines can use the stock effects; unknown effects are refused
+--------------------------------------------------------------------------
+
+SELECT split_part(pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status, effects)
+                     VALUES ('physical', 'paid', 'zap', 'paid', '{stock:vanish}')$$), ' (', 1) AS unknown_effect;
+
+DROP EXTENSION order_ext CASCADE;
