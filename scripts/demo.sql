@@ -185,4 +185,36 @@ SELECT status,
 FROM order_ext.orders WHERE order_id = :order_id;
 
 \echo
+\echo '=== 9. Stock: a flash sale of 5 phones, 2 per buyer, hot mode ==='
+SELECT sku, on_hand, available, hot, buckets
+FROM order_ext.set_stock('PHONE-X', 5, hot => true, buckets => 4);
+SELECT order_ext.set_purchase_limit('PHONE-X', 2);
+SELECT order_ext.new_order_id() AS p1 \gset
+SELECT status, payable_total FROM order_ext.create_order(:p1, 501, '[{"sku":"PHONE-X","qty":2,"unit_price":399900}]');
+SELECT order_ext.new_order_id() AS p2 \gset
+SELECT status FROM order_ext.create_order(:p2, 502, '[{"sku":"PHONE-X","qty":2,"unit_price":399900}]');
+\echo 'Buyer 501 wants one more: over the limit of 2 per buyer, OE005'
+\set ON_ERROR_STOP off
+SELECT order_ext.create_order(order_ext.new_order_id(), 501, '[{"sku":"PHONE-X","qty":1,"unit_price":399900}]');
+\set ON_ERROR_STOP on
+\echo 'SQLSTATE of that error:' :LAST_ERROR_SQLSTATE
+SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE005', 'refused with OE005');
+\echo 'Buyer 503 wants 2, but only 1 is left: OE003, and nothing is written'
+\set ON_ERROR_STOP off
+SELECT order_ext.create_order(order_ext.new_order_id(), 503, '[{"sku":"PHONE-X","qty":2,"unit_price":399900}]');
+\set ON_ERROR_STOP on
+\echo 'SQLSTATE of that error:' :LAST_ERROR_SQLSTATE
+SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE003', 'refused with OE003');
+SELECT sku, on_hand, reserved, available FROM order_ext.stock WHERE sku = 'PHONE-X';
+\echo 'Buyer 502 cancels: the 2 phones go back; buyer 501 pays and the merchant ships (on_hand falls):'
+SELECT status FROM order_ext.fire(:p2, 'cancel', actor => 'buyer');
+SELECT status FROM order_ext.fire(:p1, 'pay');
+SELECT status FROM order_ext.fire(:p1, 'ship', actor => 'merchant');
+SELECT sku, on_hand, reserved, available FROM order_ext.stock WHERE sku = 'PHONE-X';
+SELECT pg_temp.expect(available = 3 AND on_hand = 3 AND reserved = 0, 'sold 2, 3 left, nothing reserved')
+FROM order_ext.stock WHERE sku = 'PHONE-X';
+SELECT pg_temp.expect(count(*) = 0, 'check_stock(): reserved equals what orders hold')
+FROM order_ext.check_stock();
+
+\echo
 \echo '=== The demo ran to the end. ==='
