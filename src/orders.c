@@ -83,6 +83,7 @@ typedef struct CreateRequest
 } CreateRequest;
 
 static SPIPlanPtr insert_order_plan = NULL;
+static SPIPlanPtr insert_order_plain_plan = NULL;
 static SPIPlanPtr select_order_plan = NULL;
 static Oid	orders_relid = InvalidOid;
 
@@ -541,6 +542,36 @@ ExistingOrder(CreateRequest *req)
 }
 
 /*
+ * The statement of InsertOrder, in parts: the order row first; every other
+ * row only if the order row is new (IF_NEW).  The discounts part is left
+ * out when there are none.
+ */
+#define INSERT_ORDER_HEAD \
+	"WITH o AS (" \
+	" INSERT INTO order_ext.orders AS o" \
+	" (order_id, machine, status, version, buyer_id, currency, item_total," \
+	"  discount_total, shipping_fee, payable_total, attrs, request_hash," \
+	"  created_at, updated_at)" \
+	" VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, now(), now())" \
+	" ON CONFLICT (order_id) DO NOTHING RETURNING o AS ord), " \
+	"i AS (" \
+	" INSERT INTO order_ext.order_items" \
+	" (order_id, line_no, sku, qty, unit_price, discount_alloc, merchant_id, warehouse_id)" \
+	" SELECT $1, n, s, q, p, a, m, w" \
+	" FROM unnest($12, $13, $14, $15, $16, $17) WITH ORDINALITY AS u(s, q, p, a, m, w, n)" \
+	" WHERE " IF_NEW "), "
+#define INSERT_ORDER_DISCOUNTS \
+	"d AS (" \
+	" INSERT INTO order_ext.order_discounts (order_id, seq, kind, code, amount, line_no)" \
+	" SELECT $1, n, k, c, a, l" \
+	" FROM unnest($18, $19, $20, $21) WITH ORDINALITY AS u(k, c, a, l, n)" \
+	" WHERE " IF_NEW "), "
+#define INSERT_ORDER_TAIL \
+	OE_EVENT_CTES(IF_NEW, "$1", "1", "'create'", "NULL::text", "$3", "'buyer'", "$22") ", " \
+	OE_TIMERS_CTE(IF_NEW, "$1", "'order'", "$1", "$3", "1", "$23", "$24") \
+	" SELECT ord FROM o"
+
+/*
  * InsertOrder
  *		The whole new order in one statement: the order row (INSERT ... ON
  *		CONFLICT DO NOTHING) and, only if it was new, its items, discounts,
@@ -632,29 +663,13 @@ InsertOrder(CreateRequest *req)
 	TimersArrays(req->machine->name, req->machine->initial_status, &values[22], &values[23]);
 
 #define IF_NEW "EXISTS (SELECT 1 FROM o)"
-	plan = OrderPlan(&insert_order_plan,
-					 "WITH o AS ("
-					 " INSERT INTO order_ext.orders AS o"
-					 " (order_id, machine, status, version, buyer_id, currency, item_total,"
-					 "  discount_total, shipping_fee, payable_total, attrs, request_hash,"
-					 "  created_at, updated_at)"
-					 " VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, now(), now())"
-					 " ON CONFLICT (order_id) DO NOTHING RETURNING o AS ord), "
-					 "i AS ("
-					 " INSERT INTO order_ext.order_items"
-					 " (order_id, line_no, sku, qty, unit_price, discount_alloc, merchant_id, warehouse_id)"
-					 " SELECT $1, n, s, q, p, a, m, w"
-					 " FROM unnest($12, $13, $14, $15, $16, $17) WITH ORDINALITY AS u(s, q, p, a, m, w, n)"
-					 " WHERE " IF_NEW "), "
-					 "d AS ("
-					 " INSERT INTO order_ext.order_discounts (order_id, seq, kind, code, amount, line_no)"
-					 " SELECT $1, n, k, c, a, l"
-					 " FROM unnest($18, $19, $20, $21) WITH ORDINALITY AS u(k, c, a, l, n)"
-					 " WHERE " IF_NEW "), "
-					 OE_EVENT_CTES(IF_NEW, "$1", "1", "'create'", "NULL::text", "$3", "'buyer'", "$22") ", "
-					 OE_TIMERS_CTE(IF_NEW, "$1", "'order'", "$1", "$3", "1", "$23", "$24")
-					 " SELECT ord FROM o",
-					 24, argtypes);
+	/* without discounts, a plan without their (empty) INSERT */
+	if (nd > 0)
+		plan = OrderPlan(&insert_order_plan,
+						 INSERT_ORDER_HEAD INSERT_ORDER_DISCOUNTS INSERT_ORDER_TAIL, 24, argtypes);
+	else
+		plan = OrderPlan(&insert_order_plain_plan,
+						 INSERT_ORDER_HEAD INSERT_ORDER_TAIL, 24, argtypes);
 #undef IF_NEW
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
