@@ -9,8 +9,9 @@ EXTENSION   = order_ext
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big  = order_ext
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(wildcard sql/upgrade/$(EXTENSION)--*--*.sql)
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--0.1--0.2.sql
+# earlier versions' install scripts and the upgrade scripts between versions
+DATA        = $(wildcard sql/upgrade/$(EXTENSION)--*.sql)
 PGFILEDESC  = "order_ext - order engine"
 
 # pg_regress: one file per capability under sql/, expected output under expected/
@@ -40,6 +41,18 @@ include $(PGXS)
 SQL_PARTS = $(sort $(wildcard src/sql/*.sql))
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
+
+# Upgrade from 0.1: the changes to 0.1's objects (src/upgrade/0.1--0.2.sql),
+# the parts that are new since 0.1, the role_grants rows of 0.1's objects,
+# then the privileges and partitions parts again (they are idempotent).
+UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql
+UPGRADE_0_1_OLD = src/sql/02_ids.sql src/sql/10_machines.sql src/sql/20_order_tables.sql \
+                  src/sql/30_partitions.sql src/sql/40_create_order.sql src/sql/50_state_machine.sql
+$(EXTENSION)--0.1--0.2.sql: src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW) $(UPGRADE_0_1_OLD) \
+                            src/sql/90_privileges.sql src/sql/99_ready.sql
+	{ cat src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW); \
+	  awk '/^INSERT INTO order_ext.role_grants/,/;$$/' $(UPGRADE_0_1_OLD); \
+	  cat src/sql/90_privileges.sql src/sql/99_ready.sql; } > $@
 
 .PHONY: bench demo test
 bench:

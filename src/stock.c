@@ -153,6 +153,10 @@ StockCacheLoad(void)
 	sku_hash = hash_create("order_ext stock skus", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	ntracked = nlimited = 0;
 
+	/* a schema still at 0.1 (before ALTER EXTENSION UPDATE) has no stock */
+	if (!OidIsValid(stock_relids[0]) || !OidIsValid(stock_relids[1]))
+		return;
+
 	plan = SPI_prepare("SELECT coalesce(s.sku, l.sku), s.sku IS NOT NULL, s.policy = 'on_pay',"
 					   " coalesce(s.buckets, 1), coalesce(l.per_buyer, 0)"
 					   " FROM order_ext.stock_skus s FULL JOIN order_ext.purchase_limits l ON l.sku = s.sku",

@@ -1,6 +1,7 @@
 --------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; grant_app / grant_admin hand out roles
--- what order_ext.role_grants lists.
+-- what order_ext.role_grants lists.  (Also part of the upgrade scripts,
+-- hence CREATE OR REPLACE for functions that existed before.)
 --------------------------------------------------------------------------
 
 REVOKE ALL ON SCHEMA order_ext FROM PUBLIC;
@@ -34,7 +35,7 @@ END $$;
 COMMENT ON FUNCTION order_ext.grant_level(name, text) IS
 'Internal: grant what order_ext.role_grants lists for one level (app or admin) to a role. Use grant_app or grant_admin.';
 
-CREATE FUNCTION order_ext.grant_app(role name) RETURNS void
+CREATE OR REPLACE FUNCTION order_ext.grant_app(role name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM order_ext.grant_level(role, 'app');
@@ -42,7 +43,7 @@ END $$;
 COMMENT ON FUNCTION order_ext.grant_app(name) IS
 'Let a role use order_ext as an application: call the order, payment, refund and event functions and read the order tables. It cannot write the tables directly, change stock or machines, or archive.';
 
-CREATE FUNCTION order_ext.grant_admin(role name) RETURNS void
+CREATE OR REPLACE FUNCTION order_ext.grant_admin(role name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM order_ext.grant_level(role, 'app');

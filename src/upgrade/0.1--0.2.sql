@@ -1,0 +1,25 @@
+-- order_ext upgrade 0.1 -> 0.2: the changes to objects that 0.1 already had.
+-- The Makefile appends the parts that are new since 0.1 (src/sql), the
+-- role_grants rows of 0.1's objects, and the privileges and partitions
+-- parts, into order_ext--0.1--0.2.sql.  (When 0.2 is released, that file
+-- is frozen under sql/upgrade/ like order_ext--0.1.sql.)
+\echo Use "ALTER EXTENSION order_ext UPDATE TO '0.2'" to load this file. \quit
+
+-- transitions may name the stock effects
+ALTER TABLE order_ext.transitions DROP CONSTRAINT transitions_effects_check;
+ALTER TABLE order_ext.transitions ADD CONSTRAINT transitions_effects_check
+    CHECK (effects <@ ARRAY['stamp:paid_at', 'stamp:shipped_at', 'stamp:received_at',
+                            'stamp:completed_at', 'stamp:closed_at', 'merge_attrs',
+                            'stock:reserve', 'stock:commit', 'stock:release']);
+COMMENT ON COLUMN order_ext.transitions.effects IS
+'stamp:<milestone column> sets that column to now(); merge_attrs merges payload.attrs into the order''s attrs; stock:reserve reserves the SKUs the order holds no reservation for yet (on_pay SKUs, at pay); stock:commit ships the reservations (on_hand and reserved both fall); stock:release gives them back and stops counting the order against purchase limits (cancel, expire, close).';
+
+-- the default machines' transitions get their stock effects (rows a user
+-- changed are left as they are)
+UPDATE order_ext.transitions t SET effects = t.effects || v.effect::text
+FROM (VALUES ('pay', 'stock:reserve'), ('ship', 'stock:commit'), ('deliver', 'stock:commit'),
+             ('cancel', 'stock:release'), ('expire', 'stock:release'), ('close', 'stock:release')) AS v(event, effect)
+WHERE t.machine IN ('physical', 'virtual') AND t.event = v.event
+  AND t.effects = CASE WHEN v.event = 'pay' THEN '{stamp:paid_at}'
+                       WHEN v.event IN ('ship', 'deliver') THEN '{stamp:shipped_at}'
+                       ELSE '{stamp:closed_at}' END::text[];
