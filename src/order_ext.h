@@ -47,6 +47,7 @@
 extern int	oe_node_id;
 extern bool oe_notify;
 extern int	oe_ddl_lock_timeout_ms;
+extern int	oe_request_ttl_s;
 
 /* ids.c */
 extern void OrderIdsInit(void);
