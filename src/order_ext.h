@@ -57,6 +57,7 @@ extern TimestampTz OrderIdTime(int64 order_id);
 /* partitions.c */
 extern void OrderPartitionsInit(void);
 extern void OrderPartitionCheck(Relation rel, int64 order_id);
+extern void OrderPartitionRelease(Oid relid);
 
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
