@@ -64,6 +64,9 @@ DECLARE
     cols text;
     n bigint;
 BEGIN
+    IF TG_TABLE_SCHEMA <> 'order_ext' THEN
+        RAISE EXCEPTION '% is only a trigger of order_ext''s tables', TG_NAME USING ERRCODE = '42501';
+    END IF;
     SELECT d.row INTO shipped FROM order_ext.config_defaults d
      WHERE d.tbl = TG_TABLE_NAME AND d.key = k;
     IF shipped IS NOT NULL THEN
@@ -90,6 +93,9 @@ CREATE FUNCTION order_ext.config_delete() RETURNS trigger
 DECLARE
     k jsonb := order_ext.config_key(TG_RELID, to_jsonb(OLD));
 BEGIN
+    IF TG_TABLE_SCHEMA <> 'order_ext' THEN
+        RAISE EXCEPTION '% is only a trigger of order_ext''s tables', TG_NAME USING ERRCODE = '42501';
+    END IF;
     IF (TG_OP = 'DELETE' OR k IS DISTINCT FROM order_ext.config_key(TG_RELID, to_jsonb(NEW)))
        AND EXISTS (SELECT 1 FROM order_ext.config_defaults d WHERE d.tbl = TG_TABLE_NAME AND d.key = k) THEN
         INSERT INTO order_ext.config_removed (tbl, key) VALUES (TG_TABLE_NAME, k) ON CONFLICT DO NOTHING;
@@ -104,6 +110,9 @@ CREATE FUNCTION order_ext.config_removed_apply() RETURNS trigger
 DECLARE
     shipped jsonb;
 BEGIN
+    IF TG_RELID <> 'order_ext.config_removed'::regclass THEN
+        RAISE EXCEPTION '% is only a trigger of order_ext.config_removed', TG_NAME USING ERRCODE = '42501';
+    END IF;
     SELECT d.row INTO shipped FROM order_ext.config_defaults d
      WHERE d.tbl = NEW.tbl AND d.key = NEW.key;
     IF shipped IS NOT NULL THEN
