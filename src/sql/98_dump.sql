@@ -56,70 +56,23 @@ $$;
 COMMENT ON FUNCTION order_ext.config_key(regclass, jsonb) IS
 'Internal: the primary-key columns of a row (as jsonb) of a configuration table.';
 
+-- The restore triggers (dump.c).  SECURITY DEFINER: an admin writing a
+-- machine table has no rights on the two tables above.
 CREATE FUNCTION order_ext.config_insert() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    k jsonb := order_ext.config_key(TG_RELID, to_jsonb(NEW));
-    shipped jsonb;
-    cols text;
-    n bigint;
-BEGIN
-    IF TG_TABLE_SCHEMA <> 'order_ext' THEN
-        RAISE EXCEPTION '% is only a trigger of order_ext''s tables', TG_NAME USING ERRCODE = '42501';
-    END IF;
-    SELECT d.row INTO shipped FROM order_ext.config_defaults d
-     WHERE d.tbl = TG_TABLE_NAME AND d.key = k;
-    IF shipped IS NOT NULL THEN
-        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
-          FROM pg_attribute a
-         WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
-        -- the shipped row, if still as shipped, becomes the new one
-        EXECUTE format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1)) WHERE to_jsonb(t) = $2',
-                       TG_RELID::regclass, cols, cols, TG_RELID::regclass)
-            USING to_jsonb(NEW), shipped;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF n > 0 THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    DELETE FROM order_ext.config_removed r WHERE r.tbl = TG_TABLE_NAME AND r.key = k;
-    RETURN NEW;
-END $$;
+    AS 'MODULE_PATHNAME', 'config_insert' LANGUAGE C
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION order_ext.config_insert() IS
 'Trigger on the configuration tables: a new row whose key matches a shipped row that is still as shipped replaces that row in place (this is how pg_restore brings back users'' changes to shipped rows without duplicating them).';
 
 CREATE FUNCTION order_ext.config_delete() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    k jsonb := order_ext.config_key(TG_RELID, to_jsonb(OLD));
-BEGIN
-    IF TG_TABLE_SCHEMA <> 'order_ext' THEN
-        RAISE EXCEPTION '% is only a trigger of order_ext''s tables', TG_NAME USING ERRCODE = '42501';
-    END IF;
-    IF (TG_OP = 'DELETE' OR k IS DISTINCT FROM order_ext.config_key(TG_RELID, to_jsonb(NEW)))
-       AND EXISTS (SELECT 1 FROM order_ext.config_defaults d WHERE d.tbl = TG_TABLE_NAME AND d.key = k) THEN
-        INSERT INTO order_ext.config_removed (tbl, key) VALUES (TG_TABLE_NAME, k) ON CONFLICT DO NOTHING;
-    END IF;
-    RETURN NULL;
-END $$;
+    AS 'MODULE_PATHNAME', 'config_delete' LANGUAGE C
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION order_ext.config_delete() IS
 'Trigger on the configuration tables: deleting (or re-keying) a shipped row leaves a tombstone in order_ext.config_removed, so that a restore deletes it again.';
 
 CREATE FUNCTION order_ext.config_removed_apply() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    shipped jsonb;
-BEGIN
-    IF TG_RELID <> 'order_ext.config_removed'::regclass THEN
-        RAISE EXCEPTION '% is only a trigger of order_ext.config_removed', TG_NAME USING ERRCODE = '42501';
-    END IF;
-    SELECT d.row INTO shipped FROM order_ext.config_defaults d
-     WHERE d.tbl = NEW.tbl AND d.key = NEW.key;
-    IF shipped IS NOT NULL THEN
-        EXECUTE format('DELETE FROM order_ext.%I t WHERE to_jsonb(t) = $1', NEW.tbl) USING shipped;
-    END IF;
-    RETURN NULL;
-END $$;
+    AS 'MODULE_PATHNAME', 'config_removed_apply' LANGUAGE C
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION order_ext.config_removed_apply() IS
 'Trigger on order_ext.config_removed: a restored tombstone deletes the shipped row it names, if that row is still as shipped.';
 
