@@ -2,8 +2,9 @@
 # scripts/valgrind.sh — the pg_regress suite against a server running under
 # valgrind (memcheck).  Slow (tens of minutes on two cores); not part of CI.
 #
-#     bash scripts/valgrind.sh          (as root, like scripts/test.sh)
+#     bash scripts/valgrind.sh [test ...]   (as root, like scripts/test.sh)
 #
+# With test names (files of sql/ without .sql) only those run.
 # Builds and installs the extension, starts a throw-away cluster whose
 # postmaster and every backend run under valgrind (--trace-children=yes,
 # --error-exitcode, the suppressions in scripts/valgrind.supp), runs the
@@ -62,7 +63,11 @@ oe_as_postgres "$OE_PGBIN/pg_ctl" -D "$CLUSTER/data" -l "$CLUSTER/server.log" -p
 	-w -t 600 start >/dev/null || oe_die "the server did not start under valgrind"
 
 read -ra opts <<<"$(sed -n 's/^REGRESS_OPTS *= *//p' "$OE_ROOT/Makefile")"
-mapfile -t tests < <(cd "$WORK" && ls sql/*.sql | sed 's|^sql/||; s|\.sql$||')
+if [ $# -gt 0 ]; then
+	tests=("$@")
+else
+	mapfile -t tests < <(cd "$WORK" && ls sql/*.sql | sed 's|^sql/||; s|\.sql$||')
+fi
 oe_say "pg_regress: ${tests[*]}"
 rc=0
 SECONDS=0
