@@ -19,6 +19,7 @@ PG_MODULE_MAGIC;
 int			oe_node_id = 0;
 bool		oe_notify = true;
 int			oe_ddl_lock_timeout_ms = 1000;
+int			oe_request_ttl_s = 86400;
 
 void		_PG_init(void);
 
@@ -56,6 +57,15 @@ _PG_init(void)
 							1000, 1, INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("order_ext.request_ttl",
+							"How long claim_request keys are kept before they expire and are pruned.",
+							"A key claimed longer ago than this is free again.",
+							&oe_request_ttl_s,
+							86400, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("order_ext");

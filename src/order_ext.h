@@ -47,6 +47,7 @@
 extern int	oe_node_id;
 extern bool oe_notify;
 extern int	oe_ddl_lock_timeout_ms;
+extern int	oe_request_ttl_s;
 
 /* ids.c */
 extern void OrderIdsInit(void);
@@ -56,6 +57,7 @@ extern TimestampTz OrderIdTime(int64 order_id);
 /* partitions.c */
 extern void OrderPartitionsInit(void);
 extern void OrderPartitionCheck(Relation rel, int64 order_id);
+extern void OrderPartitionRelease(Oid relid);
 
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);

@@ -10,8 +10,19 @@
  * Partitions are made here and only here, never on the order-writing path
  * (CREATE TABLE ... PARTITION OF locks the parent).  DDL waits at most
  * order_ext.ddl_lock_timeout for its lock and retries a few times instead of
- * queueing behind live traffic.  Partitions are user data, not extension
- * members, so pg_dump keeps their rows.
+ * queueing behind live traffic.
+ *
+ * Dump and restore: a partition is an extension member registered with
+ * pg_extension_config_dump, so pg_dump writes its rows (COPY) but not its
+ * DDL.  (Dumped as ordinary tables, partitions do not restore: CREATE
+ * EXTENSION in the new database has made the parents, their indexes and
+ * the coming months already, so the dumped CREATE TABLE, ADD CONSTRAINT
+ * and CREATE INDEX of each partition collide.)  The new database's CREATE
+ * EXTENSION makes the current months again; any other month is made just
+ * before its rows arrive, by a ProcessUtility hook that sees the dump's
+ * COPY order_ext.<table>_pYYYY_MM FROM stdin for a table that does not
+ * exist.  A partition that leaves the set (archiving) is released from the
+ * extension first with OrderPartitionRelease().
  */
 #include "postgres.h"
 
@@ -25,8 +36,11 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
@@ -36,6 +50,7 @@
 #include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "order_ext.h"
@@ -50,9 +65,182 @@ static const char *const OrderTables[] = {
 PG_FUNCTION_INFO_V1(create_partitions);
 PG_FUNCTION_INFO_V1(maintain);
 
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static int	CreateMonths(TimestampTz from, TimestampTz to);
+static void PartitionsProcessUtility(PlannedStmt *pstmt, const char *queryString,
+									 bool readOnlyTree, ProcessUtilityContext context,
+									 ParamListInfo params, QueryEnvironment *queryEnv,
+									 DestReceiver *dest, QueryCompletion *qc);
+
+/*
+ * OrderPartitionsInit
+ *		Install the hook that makes a month's partitions before a restore
+ *		copies rows into them (also without shared_preload_libraries: the
+ *		restoring session loads the library with CREATE EXTENSION).
+ */
 void
 OrderPartitionsInit(void)
 {
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = PartitionsProcessUtility;
+}
+
+/*
+ * RelOwner
+ *		The owner of a relation.
+ */
+static Oid
+RelOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * PartitionAdopt
+ *		Make a new partition a member of the extension and register it with
+ *		pg_extension_config_dump, so that pg_dump keeps its rows (see the
+ *		file header).  Inside our own CREATE EXTENSION the membership is
+ *		recorded by CREATE TABLE; otherwise it is recorded here, and
+ *		pg_extension_config_dump, which runs only inside CREATE EXTENSION,
+ *		is called as if it were.
+ */
+static void
+PartitionAdopt(Oid relid)
+{
+	Oid			extoid = get_extension_oid("order_ext", false);
+	bool		save_creating = creating_extension;
+	Oid			save_ext = CurrentExtensionObject;
+
+	if (!(creating_extension && CurrentExtensionObject == extoid))
+	{
+		ObjectAddress rel;
+		ObjectAddress ext;
+
+		/* made while another extension's script runs: not that one's */
+		if (creating_extension)
+			deleteDependencyRecordsForSpecific(RelationRelationId, relid, DEPENDENCY_EXTENSION,
+											   ExtensionRelationId, CurrentExtensionObject);
+		ObjectAddressSet(rel, RelationRelationId, relid);
+		ObjectAddressSet(ext, ExtensionRelationId, extoid);
+		recordDependencyOn(&rel, &ext, DEPENDENCY_EXTENSION);
+		CommandCounterIncrement();
+	}
+	PG_TRY();
+	{
+		creating_extension = true;
+		CurrentExtensionObject = extoid;
+		(void) DirectFunctionCall2(pg_extension_config_dump, ObjectIdGetDatum(relid),
+								   CStringGetTextDatum(""));
+	}
+	PG_FINALLY();
+	{
+		creating_extension = save_creating;
+		CurrentExtensionObject = save_ext;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * OrderPartitionRelease
+ *		Release a partition from the extension (membership and its
+ *		pg_extension_config_dump registration): call it before detaching a
+ *		partition for good or dropping it.  The caller is connected to SPI.
+ */
+void
+OrderPartitionRelease(Oid relid)
+{
+	char	   *sql = psprintf("ALTER EXTENSION order_ext DROP TABLE %s",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														  get_rel_name(relid)));
+
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not release partition %u from extension order_ext", relid);
+	pfree(sql);
+}
+
+/*
+ * RestoreMonthForCopy
+ *		Before COPY order_ext.<table>_pYYYY_MM FROM ... (a restore) into a
+ *		partition that does not exist, make that month's partitions, as the
+ *		owner of the order tables.  Anything else is left to COPY.
+ */
+static void
+RestoreMonthForCopy(CopyStmt *stmt)
+{
+	RangeVar   *rv = stmt->relation;
+	Oid			nspid;
+	Oid			parent = InvalidOid;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec;
+	int			i;
+	int			year = 0;
+	int			month = 0;
+	char		tail;
+	struct pg_tm tm;
+	TimestampTz start;
+
+	if (!stmt->is_from || rv == NULL || rv->schemaname == NULL ||
+		strcmp(rv->schemaname, "order_ext") != 0 || !IsTransactionState())
+		return;
+	nspid = get_namespace_oid("order_ext", true);
+	if (!OidIsValid(nspid) || OidIsValid(get_relname_relid(rv->relname, nspid)) ||
+		!OidIsValid(get_extension_oid("order_ext", true)))
+		return;
+	for (i = 0; i < (int) lengthof(OrderTables); i++)
+	{
+		size_t		len = strlen(OrderTables[i]);
+
+		if (strncmp(rv->relname, OrderTables[i], len) == 0 &&
+			strlen(rv->relname) == len + 9 &&
+			sscanf(rv->relname + len, "_p%4d_%2d%c", &year, &month, &tail) == 2)
+		{
+			parent = get_relname_relid(OrderTables[i], nspid);
+			break;
+		}
+	}
+	if (!OidIsValid(parent) || year < 2020 || year > 2089 || month < 1 || month > 12)
+		return;
+	owner = RelOwner(parent);
+	if (!has_privs_of_role(GetUserId(), owner))
+		return;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = year;
+	tm.tm_mon = month;
+	tm.tm_mday = 1;
+	if (tm2timestamp(&tm, 0, NULL, &start) != 0)
+		return;
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	(void) CreateMonths(start, start);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	ereport(NOTICE,
+			(errmsg("order_ext: created the partitions of %04d-%02d for the rows of %s",
+					year, month, rv->relname)));
+}
+
+static void
+PartitionsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+						 ProcessUtilityContext context, ParamListInfo params,
+						 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (IsA(pstmt->utilityStmt, CopyStmt))
+		RestoreMonthForCopy((CopyStmt *) pstmt->utilityStmt);
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
 }
 
 /*
@@ -173,11 +361,9 @@ CreateMonth(Oid nspid, TimestampTz month)
 		pfree(sql.data);
 
 		relid = get_relname_relid(name, nspid);
-		if (creating_extension && OidIsValid(relid))
-			deleteDependencyRecordsForSpecific(RelationRelationId, relid,
-											   DEPENDENCY_EXTENSION,
-											   ExtensionRelationId,
-											   CurrentExtensionObject);
+		if (!OidIsValid(relid))
+			elog(ERROR, "partition order_ext.%s was not created", name);
+		PartitionAdopt(relid);
 		if (i == 0)
 			created_orders = true;
 		ereport(DEBUG1, (errmsg("order_ext: created partition order_ext.%s", name)));

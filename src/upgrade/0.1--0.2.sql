@@ -23,3 +23,25 @@ WHERE t.machine IN ('physical', 'virtual') AND t.event = v.event
   AND t.effects = CASE WHEN v.event = 'pay' THEN '{stamp:paid_at}'
                        WHEN v.event IN ('ship', 'deliver') THEN '{stamp:shipped_at}'
                        ELSE '{stamp:closed_at}' END::text[];
+
+-- the monthly partitions become members of the extension, registered with
+-- pg_extension_config_dump, as 0.2 makes them (see partitions.c)
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN
+        SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+        WHERE i.inhparent IN ('order_ext.orders'::regclass, 'order_ext.order_items'::regclass,
+                              'order_ext.order_payments'::regclass, 'order_ext.order_discounts'::regclass,
+                              'order_ext.order_events'::regclass)
+        ORDER BY 1
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                       WHERE d.classid = 'pg_class'::regclass AND d.objid = part
+                         AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION order_ext ADD TABLE %s', part);
+        END IF;
+        PERFORM pg_catalog.pg_extension_config_dump(part, '');
+    END LOOP;
+END $$;
