@@ -16,6 +16,10 @@ typedef struct OrderState
 	int32		version;
 	int32		status_version;
 	Jsonb	   *attrs;
+	int64		payable_total;
+	int64		paid_total;
+	int64		refunded_total;
+	int64		paid_delta;		/* money recorded with the next transition (record_payment) */
 } OrderState;
 
 extern bool OrderLock(int64 order_id, OrderState *st);
