@@ -693,6 +693,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 
 		initStringInfo(&d);
 		appendStringInfo(&d, "{\"request\": %s, %s}", req.data, detail.data);
+		values[0] = Int64GetDatum(st->order_id);
 		values[1] = CStringGetTextDatum(refund_id);
 		values[2] = Int64GetDatum(total);
 		values[3] = JsonbPGetDatum(JsonbFromString(d.data));
