@@ -27,6 +27,7 @@ COMPARISONS=(
 	"create_order_allrows create_order_allrows.baseline.sql create_order_allrows.ours.sql"
 	"new_order_id   new_order_id.baseline.sql    new_order_id.ours.sql"
 	"fire           fire.baseline.sql            fire.ours.sql"
+	"life_order     life_order.baseline.sql      life_order.ours.sql"
 )
 
 DIR=${OE_TMP}_bench

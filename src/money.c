@@ -10,10 +10,12 @@
  * returns the order and changes nothing (OE004 if amount or method differ).
  * The order row is locked first, so concurrent duplicate callbacks
  * serialise.  A payment that brings the order to its payable total fires
- * 'pay' in the same version (the payment rides on the transition); the
- * 'pay' runs in a subtransaction, so that if it cannot happen for stock
- * (OE003, OE005) the payment is still recorded and a 'refund_due' notice
- * goes to the outbox.  So does a payment for an order in a terminal status.
+ * 'pay' in the same version (the payment rides on the transition).  When
+ * the 'pay' transition has effects that may refuse it for stock (anything
+ * beyond stamps and merge_attrs), it runs in a subtransaction, so that if
+ * it cannot happen (OE003, OE005) the payment is still recorded and a
+ * 'refund_due' notice goes to the outbox.  So does a payment for an order in
+ * a terminal status.
  *
  * Refunds: unit k (1-based, counted per line in the order units are
  * refunded) of a line with net = qty * unit_price - discount_alloc refunds
@@ -45,6 +47,10 @@
 #include "stock.h"
 
 #define MAX_ID_LEN		200
+
+/* effects that never refuse a transition for stock (see record_payment) */
+#define PLAIN_EFFECTS	(OE_EFFECT_STAMP_PAID | OE_EFFECT_STAMP_SHIPPED | OE_EFFECT_STAMP_RECEIVED | \
+						 OE_EFFECT_STAMP_COMPLETED | OE_EFFECT_STAMP_CLOSED | OE_EFFECT_MERGE_ATTRS)
 #define MAX_UNIT_LINES	1000
 
 static SPIPlanPtr order_row_plan = NULL;
@@ -226,6 +232,7 @@ record_payment(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	OrderState	st;
 	const MachineDef *m;
+	const TransitionDef *pay;
 	StringInfoData buf;
 	Jsonb	   *payload;
 	Datum		row = (Datum) 0;
@@ -243,21 +250,33 @@ record_payment(PG_FUNCTION_ARGS)
 	if (!OrderLock(order_id, &st))
 		OrderNotFound(order_id);
 
-	/* a repeated callback: the same txn_id again changes nothing */
+	/*
+	 * The payment row first: if its txn_id is there already, this is a
+	 * repeated callback, which changes nothing (an error below undoes the
+	 * insert).
+	 */
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(txn_id);
 	values[2] = Int64GetDatum(amount);
 	values[3] = CStringGetTextDatum(method);
-	if (SPI_execute_plan(OrderPlan(&payment_existing_plan,
-								   "SELECT amount = $3 AND method = $4 FROM order_ext.order_payments"
-								   " WHERE order_id = $1 AND kind = 'payment' AND txn_id = $2",
+	if (SPI_execute_plan(OrderPlan(&payment_insert_plan,
+								   "INSERT INTO order_ext.order_payments"
+								   " (order_id, kind, txn_id, method, amount, created_at)"
+								   " VALUES ($1, 'payment', $2, $4, $3, now())"
+								   " ON CONFLICT (order_id, kind, txn_id) DO NOTHING",
 								   4, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read payments");
-	if (SPI_processed > 0)
+						 values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert payment");
+	if (SPI_processed == 0)
 	{
 		bool		isnull;
 
+		if (SPI_execute_plan(OrderPlan(&payment_existing_plan,
+									   "SELECT amount = $3 AND method = $4 FROM order_ext.order_payments"
+									   " WHERE order_id = $1 AND kind = 'payment' AND txn_id = $2",
+									   4, argtypes),
+							 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read payments");
 		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 			ereport(ERROR,
 					(errcode(ERRCODE_OE_REQUEST_MISMATCH),
@@ -293,17 +312,22 @@ record_payment(PG_FUNCTION_ARGS)
 				 errdetail("Payable " INT64_FORMAT ", paid " INT64_FORMAT ", refunded " INT64_FORMAT ".",
 						   st.payable_total, st.paid_total, st.refunded_total)));
 
-	if (SPI_execute_plan(OrderPlan(&payment_insert_plan,
-								   "INSERT INTO order_ext.order_payments"
-								   " (order_id, kind, txn_id, method, amount, created_at)"
-								   " VALUES ($1, 'payment', $2, $4, $3, now())",
-								   4, argtypes),
-						 values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert payment");
-
 	if (why == NULL && paid_after - st.refunded_total == st.payable_total &&
-		TransitionLookup(st.machine, st.status, "pay") != NULL)
+		(pay = TransitionLookup(st.machine, st.status, "pay")) != NULL)
 	{
+		/*
+		 * Only effects beyond stamps and attrs (stock) can refuse 'pay' for
+		 * reasons that must not cost the payment: only those need the
+		 * subtransaction.
+		 */
+		if ((pay->effects & ~PLAIN_EFFECTS) == 0)
+		{
+			st.paid_delta = amount;
+			row = OrderFire(&st, "pay", false, 0, "system", payload);
+			row = SPI_datumTransfer(row, false, -1);
+			SPI_finish();
+			PG_RETURN_DATUM(row);
+		}
 		if (PayInSubtransaction(&st, amount, payload, &row, &why))
 		{
 			row = SPI_datumTransfer(row, false, -1);

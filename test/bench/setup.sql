@@ -22,3 +22,12 @@ INSERT INTO bench_orders SELECT * FROM order_ext.orders WHERE machine = 'bench_t
 CREATE TABLE bench_events (LIKE order_ext.order_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
 INSERT INTO bench_events SELECT e.* FROM order_ext.order_events e JOIN bench_fire_ids USING (order_id);
 VACUUM ANALYZE;
+
+-- life_order: plain copies (no trigger, no partitioning) of the tables an
+-- order's life writes, for the baseline's raw SQL
+CREATE TABLE bench_life_orders (LIKE order_ext.orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_items (LIKE order_ext.order_items INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_payments (LIKE order_ext.order_payments INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_events (LIKE order_ext.order_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_outbox (LIKE order_ext.outbox INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_timers (LIKE order_ext.timers INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
