@@ -28,6 +28,7 @@ COMPARISONS=(
 	"new_order_id   new_order_id.baseline.sql    new_order_id.ours.sql"
 	"fire           fire.baseline.sql            fire.ours.sql"
 	"life_order     life_order.baseline.sql      life_order.ours.sql"
+	"life_order_allrows life_order_allrows.baseline.sql life_order.ours.sql"
 )
 
 DIR=${OE_TMP}_bench
