@@ -21,6 +21,8 @@ CREATE TABLE order_ext.after_sales (
     PRIMARY KEY (order_id, id)
 );
 CREATE INDEX after_sales_id_idx ON order_ext.after_sales (id);
+-- user data, not part of the extension's definition: pg_dump keeps the rows
+SELECT pg_catalog.pg_extension_config_dump('order_ext.after_sales', '');
 COMMENT ON TABLE order_ext.after_sales IS
 'After-sales requests: units of an order''s lines (lines [{"line_no","qty"}]) to refund, or to return and refund, moving through machine after_sale. amount: what the units would refund when opened; what was refunded once refunded (refund_id after_sale:<id>).';
 

@@ -28,6 +28,8 @@ CREATE TABLE order_ext.outbox_acks (
     PRIMARY KEY (consumer, order_id, id)
 );
 CREATE INDEX outbox_acks_txid_idx ON order_ext.outbox_acks (consumer, txid);
+-- Not dumped by pg_dump (unlike after_sales): horizons are transaction ids
+-- of this cluster, meaningless in another; consumers register again there.
 COMMENT ON TABLE order_ext.outbox_acks IS
 'Events a consumer acknowledged above its horizon; dropped when the horizon passes them.';
 
