@@ -180,6 +180,13 @@ SELECT pg_temp.money('o4');
 -- a request whose units were refunded meanwhile fails at refund: OE006
 SELECT pg_temp.mk('o5', true, false) IS NOT NULL AS created;
 SELECT pg_temp.open('twice', 'o5', 'refund_only', '[{"line_no":2,"qty":1}]');
+-- units held by a request under way cannot be asked for again (OE006);
+-- a rejected request no longer holds them
+SELECT pg_temp.open('first', 'o5', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":2}]')$$, pg_temp.id('o5'))) AS claimed,
+       pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'return_refund', '[{"line_no":2,"qty":1}]')$$, pg_temp.id('o5'))) AS claimed_2;
+SELECT pg_temp.fire('first', 'reject');
+SELECT pg_temp.open('second', 'o5', 'refund_only', '[{"line_no":1,"qty":2}]');
 SELECT status FROM order_ext.refund(pg_temp.id('o5'), 'direct', '[{"line_no":2,"qty":1}]');
 SELECT pg_temp.fire('twice', 'approve');
 SELECT pg_temp.fire('twice', 'refund');

@@ -7,9 +7,10 @@
  * Owns: order_ext.after_sales.  A request names units of a paid order's
  * lines; it moves through the after_sale machine with the same checks as
  * an order (expected_version: OE002; transition, actor and the kind guard:
- * OE001), and every move is an outbox notice 'after_sale'.  Two events do
- * more: 'receive_return' gives the returned units back to stock (restock),
- * and 'refund' refunds the units through the same code as refund(), with
+ * OE001), and every move is an outbox notice 'after_sale'.  Requests under
+ * way (not refunded, not rejected) may not claim more units of a line than
+ * it has left to refund.  Two events do more: 'receive_return' gives the
+ * returned units back to stock (restock), and 'refund' refunds the units through the same code as refund(), with
  * refund_id 'after_sale:<id>' (so the order's timeline shows the refund
  * and a full refund closes the order).  Ids come from new_order_id(); the
  * table is keyed (order_id, id) and indexed on id, so fire_after_sale(id)
@@ -21,6 +22,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -261,6 +263,60 @@ AfterSaleTimerFire(int64 order_id, int64 id, const char *status, int32 version,
 }
 
 /*
+ * UnitsNotClaimed
+ *		OE006 if a line's units asked for, together with those of the
+ *		order's other requests still under way (not refunded, not
+ *		rejected), are more than the line has left to refund: two requests
+ *		must not both be approved for one unit.
+ */
+static void
+UnitsNotClaimed(int64 order_id, const UnitLine *lines, int nlines)
+{
+	static SPIPlanPtr claimed_plan = NULL;
+	Oid			argtypes[3] = {INT8OID, INT4ARRAYOID, INT4ARRAYOID};
+	Datum		values[3];
+	Datum	   *ln = palloc(sizeof(Datum) * nlines);
+	Datum	   *qt = palloc(sizeof(Datum) * nlines);
+	bool		isnull;
+	int			i;
+
+	for (i = 0; i < nlines; i++)
+	{
+		ln[i] = Int32GetDatum(lines[i].line_no);
+		qt[i] = Int32GetDatum(lines[i].qty);
+	}
+	values[0] = Int64GetDatum(order_id);
+	values[1] = PointerGetDatum(construct_array(ln, nlines, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(qt, nlines, INT4OID, 4, true, TYPALIGN_INT));
+	if (SPI_execute_plan(OrderPlan(&claimed_plan,
+								   "SELECT u.l, i.qty - i.refunded_qty, c.held"
+								   " FROM unnest($2, $3) AS u(l, q)"
+								   " JOIN order_ext.order_items i ON i.order_id = $1 AND i.line_no = u.l"
+								   " CROSS JOIN LATERAL (SELECT coalesce(sum((e->>'qty')::int), 0)::int AS held"
+								   "   FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
+								   "   WHERE a.order_id = $1 AND a.status NOT IN ('refunded', 'rejected')"
+								   "   AND (e->>'line_no')::int = u.l) c"
+								   " WHERE u.q + c.held > i.qty - i.refunded_qty"
+								   " ORDER BY u.l LIMIT 1",
+								   3, argtypes),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the order's after-sales");
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+				 errmsg("line %d of order " INT64_FORMAT " has no units left for another after-sale",
+						DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)), order_id),
+				 errdetail("%d units are left to refund; requests under way hold %d of them.",
+						   DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull)),
+						   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)))));
+	}
+}
+
+/*
  * open_after_sale(order_id, kind, lines, reason) -> bigint
  */
 Datum
@@ -313,6 +369,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 				 errmsg("machine \"%s\" does not exist", AFTER_SALE_MACHINE)));
 	/* the units must be there to refund: the same checks as refund() */
 	amount = RefundQuoteUnits(&st, lines, nlines);
+	UnitsNotClaimed(order_id, lines, nlines);
 	id = NewOrderId();
 
 	values[0] = Int64GetDatum(id);
