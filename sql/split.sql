@@ -52,13 +52,15 @@ LANGUAGE sql VOLATILE AS $$
     FROM order_ext.orders c WHERE c.parent_id = pg_temp.id($1) ORDER BY 1
 $$;
 
--- sums(tag): children against the parent, column by column
+-- sums(tag): children against the parent, column by column (paid: against
+-- the parent's payments, which moved to the children)
 CREATE FUNCTION pg_temp.sums(tag text) RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT format('children=%s item_total %s discount_total %s shipping_fee %s payable_total %s paid_total %s lines %s',
                   count(*),
                   sum(c.item_total) = p.item_total, sum(c.discount_total) = p.discount_total,
                   sum(c.shipping_fee) = p.shipping_fee, sum(c.payable_total) = p.payable_total,
-                  sum(c.paid_total) = p.paid_total,
+                  sum(c.paid_total) = (SELECT coalesce(sum(k.amount), 0) FROM order_ext.order_payments k
+                                        WHERE k.order_id = p.order_id AND k.kind = 'payment'),
                   (SELECT count(*) FROM order_ext.order_items i JOIN order_ext.orders k ON k.order_id = i.order_id
                     WHERE k.parent_id = p.order_id)
                   = (SELECT count(*) FROM order_ext.order_items i WHERE i.order_id = p.order_id))
@@ -77,10 +79,12 @@ SELECT status FROM order_ext.record_payment(pg_temp.id('m'), 'CARD', 4641, 'card
 SELECT count(*) AS children FROM order_ext.split_order(pg_temp.id('m'));
 SELECT * FROM pg_temp.kids('m');
 SELECT pg_temp.sums('m');
--- the parent: terminal 'split', the children named in its timeline
-SELECT status, version, paid_total FROM order_ext.orders WHERE order_id = pg_temp.id('m');
+-- the parent: terminal 'split', the children named in its timeline; its
+-- money moved to the children, so it cannot be refunded twice
+SELECT status, version, paid_total, refunded_total FROM order_ext.orders WHERE order_id = pg_temp.id('m');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'R-P', amount => 1)$$, pg_temp.id('m'))) AS refund_parent;
 SELECT version, event, from_status, to_status, actor,
-       jsonb_array_length(payload->'children') AS children, payload->>'by' AS by
+       jsonb_array_length(payload->'children') AS children, payload->>'by' AS by, payload->'paid_moved' AS paid_moved
 FROM order_ext.timeline(pg_temp.id('m')) WHERE version = 4;
 SELECT (SELECT array_agg(c.order_id ORDER BY c.order_id) FROM order_ext.orders c WHERE c.parent_id = e.order_id)
        = ARRAY(SELECT jsonb_array_elements_text(e.payload->'children')::bigint ORDER BY 1) AS children_match
@@ -127,7 +131,11 @@ SELECT pg_temp.err(format($$SELECT order_ext.split_order(%s)$$, pg_temp.id('m'))
 -- to it is a late payment: recorded, refund_due
 SELECT status, version, paid_total FROM order_ext.record_payment(pg_temp.id('m'), 'CARD', 4641, 'card');
 SELECT status, version, paid_total FROM order_ext.record_payment(pg_temp.id('m'), 'CARD-2', 100, 'card');
-SELECT event, payload->>'reason' AS reason FROM order_ext.outbox WHERE order_id = pg_temp.id('m') AND event = 'refund_due';
+SELECT event, payload->>'reason' AS reason, payload->'refundable' AS refundable
+FROM order_ext.outbox WHERE order_id = pg_temp.id('m') AND event = 'refund_due';
+-- that late payment, and only it, can be refunded from the parent
+SELECT status, paid_total, refunded_total FROM order_ext.refund(pg_temp.id('m'), 'R-LATE', amount => 100);
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'R-P2', amount => 1)$$, pg_temp.id('m'))) AS refund_more;
 
 --------------------------------------------------------------------------
 -- Awaiting payment, part paid, by warehouse: children pending, with the

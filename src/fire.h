@@ -19,7 +19,7 @@ typedef struct OrderState
 	int64		payable_total;
 	int64		paid_total;
 	int64		refunded_total;
-	int64		paid_delta;		/* money recorded with the next transition (record_payment) */
+	int64		paid_delta;		/* paid_total change made with the next transition (record_payment: +payment; split_order: -paid_total) */
 } OrderState;
 
 extern bool OrderLock(int64 order_id, OrderState *st);

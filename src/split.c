@@ -12,9 +12,12 @@
  * to the earlier child); the parent's discount rows and payment rows are cut
  * into pieces that add up, per row and per child, to the parent's amounts.
  * So Σ children = parent for item_total, discount_total, shipping_fee,
- * payable_total and paid_total, to the minor unit.  The parent keeps its own
- * rows (a repeated payment callback still finds its txn_id there) and moves
- * to 'split' (actor internal) with the children in the event's payload.
+ * payable_total and paid_total, to the minor unit.  The parent moves to
+ * 'split' (actor internal) with the children and the money moved in the
+ * event's payload, and its paid_total drops to 0: the money is the
+ * children's now, so it cannot be refunded twice.  The parent keeps its
+ * rows (a repeated payment callback still finds its txn_id there; a new
+ * payment to it is a late payment, refund_due).
  * Children inherit the parent's pending timers (same due time) and its
  * stock holdings (StockTransfer).  An order with refunds is not split.
  */
@@ -570,7 +573,9 @@ split_order(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&payload, "], ");
 	JsonAppendKeyString(&payload, "by", by, true);
-	appendStringInfoChar(&payload, '}');
+	appendStringInfo(&payload, ", \"paid_moved\": " INT64_FORMAT "}", st.paid_total);
+	/* the money went to the children: the parent holds none (no refund twice) */
+	st.paid_delta = -st.paid_total;
 	(void) OrderFire(&st, "split", false, 0, OE_ACTOR_INTERNAL, JsonbFromString(payload.data));
 	SPI_finish();
 	return (Datum) 0;
