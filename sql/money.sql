@@ -238,6 +238,31 @@ SELECT status, paid_total, refunded_total FROM order_ext.refund(pg_temp.id('pend
 SELECT pg_temp.err(format($$SELECT order_ext.record_payment(%s, 'PD-2', 5198)$$, pg_temp.id('pend'))) AS overpay;
 SELECT status, paid_total, refunded_total FROM order_ext.record_payment(pg_temp.id('pend'), 'PD-2', 5197);
 
+--------------------------------------------------------------------------
+-- An application role (grant_app) does all of this through the functions
+--------------------------------------------------------------------------
+
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS oe_regress_money_app;
+RESET client_min_messages;
+CREATE ROLE oe_regress_money_app;
+SELECT order_ext.grant_app('oe_regress_money_app');
+SELECT pg_temp.mk('app') IS NOT NULL AS created;
+GRANT SELECT ON pg_temp.o TO oe_regress_money_app;
+SET ROLE oe_regress_money_app;
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'pay')$$, pg_temp.id('app'))) AS pay_without_money;
+SELECT status FROM order_ext.record_payment(pg_temp.id('app'), 'APP-1', 5197);
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('app'), 'APP-R', '[{"line_no":2,"qty":1}]');
+SELECT (order_ext.fire_after_sale(order_ext.open_after_sale(pg_temp.id('app'), 'refund_only', '[{"line_no":3,"qty":1}]'),
+                                   'approve', actor => 'merchant')).status AS after_sale;
+SELECT count(*) > 0 AS reads_events FROM order_ext.read_events('oe_regress_money_app');
+SELECT pg_temp.err(format($$UPDATE order_ext.orders SET paid_total = 0 WHERE order_id = %s$$, pg_temp.id('app'))) AS write_orders,
+       pg_temp.err($$DELETE FROM order_ext.outbox$$) AS write_outbox,
+       pg_temp.err($$SELECT order_ext.prune_outbox()$$) AS prune;
+RESET ROLE;
+SELECT order_ext.unregister_consumer('oe_regress_money_app');
+REVOKE ALL ON pg_temp.o FROM oe_regress_money_app;
+
 -- every error above left nothing behind: the totals agree with the rows
 SELECT o.tag, r.paid_total = coalesce(p.paid, 0) AS paid_ok, r.refunded_total = coalesce(p.refunded, 0) AS refunded_ok,
        r.refunded_total <= r.paid_total AS within
@@ -248,3 +273,5 @@ LEFT JOIN (SELECT order_id, sum(amount) FILTER (WHERE kind = 'payment') AS paid,
 ORDER BY o.tag;
 
 DROP EXTENSION order_ext CASCADE;
+DROP OWNED BY oe_regress_money_app;
+DROP ROLE oe_regress_money_app;
