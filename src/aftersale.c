@@ -61,22 +61,38 @@ PG_FUNCTION_INFO_V1(fire_after_sale);
 
 /*
  * AfterSaleLock
- *		Lock the request and read it; false if there is none.
+ *		Lock the request and read it; false if there is none.  order_id 0:
+ *		not known yet, found by id first (an index probe), so that the lock
+ *		itself is by the full key (one shard on a distributed cluster).
  */
 static bool
-AfterSaleLock(int64 id, AfterSaleState *as)
+AfterSaleLock(int64 order_id, int64 id, AfterSaleState *as)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
+	static SPIPlanPtr find_plan = NULL;
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 
 	values[0] = Int64GetDatum(id);
+	if (order_id == 0)
+	{
+		if (SPI_execute_plan(OrderPlan(&find_plan,
+									   "SELECT order_id FROM order_ext.after_sales WHERE id = $1",
+									   1, argtypes),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not find after-sale " INT64_FORMAT, id);
+		if (SPI_processed == 0)
+			return false;
+		order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											   &isnull));
+	}
+	values[1] = Int64GetDatum(order_id);
 	if (SPI_execute_plan(OrderPlan(&lock_plan,
-								   "SELECT order_id, kind, status, version, status_version, lines"
-								   " FROM order_ext.after_sales WHERE id = $1 FOR UPDATE",
-								   1, argtypes),
+								   "SELECT kind, status, version, status_version, lines"
+								   " FROM order_ext.after_sales WHERE order_id = $2 AND id = $1 FOR UPDATE",
+								   2, argtypes),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock after-sale " INT64_FORMAT, id);
 	if (SPI_processed == 0)
@@ -84,12 +100,12 @@ AfterSaleLock(int64 id, AfterSaleState *as)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	as->id = id;
-	as->order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	strlcpy(as->kind, SPI_getvalue(tup, desc, 2), OE_NAME_LEN);
-	strlcpy(as->status, SPI_getvalue(tup, desc, 3), OE_NAME_LEN);
-	as->version = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-	as->status_version = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-	as->lines = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 6, &isnull));
+	as->order_id = order_id;
+	strlcpy(as->kind, SPI_getvalue(tup, desc, 1), OE_NAME_LEN);
+	strlcpy(as->status, SPI_getvalue(tup, desc, 2), OE_NAME_LEN);
+	as->version = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	as->status_version = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	as->lines = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
 	return true;
 }
 
@@ -252,9 +268,8 @@ AfterSaleTimerFire(int64 order_id, int64 id, const char *status, int32 version,
 {
 	AfterSaleState as;
 
-	(void) order_id;
 	(void) payload;
-	if (!AfterSaleLock(id, &as))
+	if (!AfterSaleLock(order_id, id, &as))
 		return false;
 	if (strcmp(as.status, status) != 0 || as.status_version != version)
 		return false;			/* moved on: stale */
@@ -423,7 +438,7 @@ fire_after_sale(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!AfterSaleLock(id, &as))
+	if (!AfterSaleLock(0, id, &as))
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_NOT_FOUND),
 				 errmsg("after-sale " INT64_FORMAT " does not exist", id)));
