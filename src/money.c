@@ -173,6 +173,26 @@ MoneyEvent(OrderState *st, const char *event, Jsonb *payload, int64 paid_add,
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 }
 
+/*
+ * LedgerRowMatches
+ *		Run a query for a ledger row (order_payments) that selects whether
+ *		it matches the request: -1 if there is no such row, else 0 or 1.
+ */
+static int
+LedgerRowMatches(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes, Datum *values)
+{
+	bool		isnull;
+	bool		same;
+
+	if (SPI_execute_plan(OrderPlan(cache, sql, nargs, argtypes), values, NULL, false, 1)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read the order's payments and refunds");
+	if (SPI_processed == 0)
+		return -1;
+	same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return (!isnull && same) ? 1 : 0;
+}
+
 /* What PayFire needs and gives back. */
 typedef struct PayArgs
 {
@@ -269,15 +289,10 @@ record_payment(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not insert payment");
 	if (SPI_processed == 0)
 	{
-		bool		isnull;
-
-		if (SPI_execute_plan(OrderPlan(&payment_existing_plan,
-									   "SELECT amount = $3 AND method = $4 FROM order_ext.order_payments"
-									   " WHERE order_id = $1 AND kind = 'payment' AND txn_id = $2",
-									   4, argtypes),
-							 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read payments");
-		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		if (LedgerRowMatches(&payment_existing_plan,
+							 "SELECT amount = $3 AND method = $4 FROM order_ext.order_payments"
+							 " WHERE order_id = $1 AND kind = 'payment' AND txn_id = $2",
+							 4, argtypes, values) != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_OE_REQUEST_MISMATCH),
 					 errmsg("payment \"%s\" of order " INT64_FORMAT " was recorded with another amount or method",
@@ -522,28 +537,23 @@ RefundExisting(int64 order_id, const char *refund_id, Jsonb *request)
 {
 	Oid			argtypes[3] = {INT8OID, TEXTOID, JSONBOID};
 	Datum		values[3];
-	bool		isnull;
+	int			match;
 
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(refund_id);
 	values[2] = JsonbPGetDatum(request);
-	if (SPI_execute_plan(OrderPlan(&refund_existing_plan,
-								   "SELECT coalesce(detail->'request' = $3, false)"
-								   " FROM order_ext.order_payments"
-								   " WHERE order_id = $1 AND kind = 'refund' AND txn_id = $2",
-								   3, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read refunds");
-	if (SPI_processed == 0)
-		return false;
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	match = LedgerRowMatches(&refund_existing_plan,
+							 "SELECT detail->'request' = $3 FROM order_ext.order_payments"
+							 " WHERE order_id = $1 AND kind = 'refund' AND txn_id = $2",
+							 3, argtypes, values);
+	if (match == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REQUEST_MISMATCH),
 				 errmsg("refund \"%s\" of order " INT64_FORMAT " was made with another request",
 						refund_id, order_id),
 				 errdetail("The same refund_id was sent with other lines, amount or restock."),
 				 errhint("Use a new refund_id for a new refund.")));
-	return true;
+	return match == 1;
 }
 
 /*
