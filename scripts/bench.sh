@@ -35,6 +35,8 @@ COMPARISONS=(
 	"flash_normal   flash.baseline.sql           flash_normal.ours.sql   64 sync"
 	"flash_hot      flash.baseline.sql           flash_hot.ours.sql      64 sync"
 	"random_skus    random_skus.baseline.sql     random_skus.ours.sql    64 sync"
+	"life_order     life_order.baseline.sql      life_order.ours.sql"
+	"life_order_allrows life_order_allrows.baseline.sql life_order.ours.sql"
 )
 
 DIR=${OE_TMP}_bench

@@ -125,9 +125,10 @@ FROM order_ext.orders WHERE order_id = :order_id;
 
 \echo
 \echo '=== 6. The order moves through its state machine with fire() ==='
-\echo 'The payment arrives: pay (actor system), then the merchant ships, expecting version 3:'
+\echo 'The payment arrives: record_payment fires pay (actor system), then the merchant ships, expecting version 3:'
 SELECT status, version, paid_at IS NOT NULL AS paid_at_set
-FROM order_ext.fire(:order_id, 'pay');
+FROM order_ext.record_payment(:order_id, 'demo-txn-1',
+                              (SELECT payable_total FROM order_ext.orders WHERE order_id = :order_id));
 SELECT status, version, shipped_at IS NOT NULL AS shipped_at_set
 FROM order_ext.fire(:order_id, 'ship', 3, 'merchant');
 SELECT pg_temp.expect(status = 'shipped' AND version = 4, 'paid, then shipped: version 4')
@@ -160,7 +161,7 @@ SELECT status, version FROM order_ext.fire(:order_id, 'confirm_receipt', 4, 'buy
 UPDATE order_ext.timeouts SET after = '0' WHERE machine = 'physical' AND status IN ('shipped', 'received');
 SELECT order_ext.new_order_id() AS order2 \gset
 SELECT status FROM order_ext.create_order(:order2, 1002, '[{"sku":"TEA-1","qty":1,"unit_price":1200}]');
-SELECT status FROM order_ext.fire(:order2, 'pay');
+SELECT status FROM order_ext.record_payment(:order2, 'demo-txn-2', 1200);
 SELECT status FROM order_ext.fire(:order2, 'ship', actor => 'merchant');
 SELECT order_ext.run_timers() AS fired_first_run;
 SELECT order_ext.run_timers() AS fired_second_run;
@@ -208,7 +209,7 @@ SELECT pg_temp.expect(:'LAST_ERROR_SQLSTATE' = 'OE003', 'refused with OE003');
 SELECT sku, on_hand, reserved, available FROM order_ext.stock WHERE sku = 'PHONE-X';
 \echo 'Buyer 502 cancels: the 2 phones go back; buyer 501 pays and the merchant ships (on_hand falls):'
 SELECT status FROM order_ext.fire(:p2, 'cancel', actor => 'buyer');
-SELECT status FROM order_ext.fire(:p1, 'pay');
+SELECT status, paid_total FROM order_ext.record_payment(:p1, 'ALIPAY-2026-0001', 799800);
 SELECT status FROM order_ext.fire(:p1, 'ship', actor => 'merchant');
 SELECT sku, on_hand, reserved, available FROM order_ext.stock WHERE sku = 'PHONE-X';
 SELECT pg_temp.expect(available = 3 AND on_hand = 3 AND reserved = 0, 'sold 2, 3 left, nothing reserved')

@@ -20,13 +20,14 @@ EXCEPTION WHEN OTHERS THEN
         || CASE WHEN coalesce(h, '') <> '' THEN ' HINT: ' || h ELSE '' END;
 END $$;
 
--- new_order(machine): a new one-line order of that machine
+-- new_order(machine): a new free one-line order of that machine (payable 0,
+-- so 'pay' may be fired directly)
 CREATE FUNCTION pg_temp.new_order(machine text, attrs jsonb DEFAULT '{}') RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     new_id bigint := order_ext.new_order_id();
 BEGIN
-    PERFORM order_ext.create_order(new_id, 7, '[{"sku":"MM-1","qty":1,"unit_price":100}]',
+    PERFORM order_ext.create_order(new_id, 7, '[{"sku":"MM-1","qty":1,"unit_price":0}]',
                                    machine => machine, attrs => attrs);
     RETURN new_id;
 END $$;

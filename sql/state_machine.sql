@@ -25,13 +25,15 @@ END $$;
 -- the orders of this test, by tag
 CREATE TEMP TABLE o (tag text PRIMARY KEY, id bigint NOT NULL UNIQUE);
 
--- mk(tag, machine, attrs): a new one-line order (SKU without stock row)
+-- mk(tag, machine, attrs): a new one-line order (SKU without stock row); free
+-- (payable 0), so that 'pay' may be fired directly: with money to pay it
+-- only comes from record_payment (sql/money.sql)
 CREATE FUNCTION pg_temp.mk(tag text, machine text DEFAULT 'physical', attrs jsonb DEFAULT '{}')
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     new_id bigint := order_ext.new_order_id();
 BEGIN
-    PERFORM order_ext.create_order(new_id, 42, '[{"sku":"SM-1","qty":1,"unit_price":1000}]',
+    PERFORM order_ext.create_order(new_id, 42, '[{"sku":"SM-1","qty":1,"unit_price":0}]',
                                    machine => machine, attrs => attrs);
     INSERT INTO pg_temp.o VALUES (tag, new_id);
     RETURN new_id;
@@ -405,7 +407,7 @@ SELECT pg_temp.err(format($$UPDATE order_ext.orders SET status = 'cancelled' WHE
 -- A user-defined machine, added with plain INSERTs, works at once
 --------------------------------------------------------------------------
 
-SELECT pg_temp.err($$SELECT order_ext.create_order(order_ext.new_order_id(), 42, '[{"sku":"SM-1","qty":1,"unit_price":1000}]', machine => 'preorder')$$) AS before_insert;
+SELECT pg_temp.err($$SELECT order_ext.create_order(order_ext.new_order_id(), 42, '[{"sku":"SM-1","qty":1,"unit_price":0}]', machine => 'preorder')$$) AS before_insert;
 INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses, description)
 VALUES ('preorder', 'deposit_pending', '{completed,cancelled}', 'Pre-sale: deposit, then balance');
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES

@@ -44,6 +44,13 @@ LANGUAGE sql AS $$
     SELECT pg_temp.err(format('SELECT order_ext.fire(%s, %L, actor => %L)', pg_temp.id(tag), event, actor))
 $$;
 
+-- pay(tag): record_payment of what is left to pay; 'ok' or the error
+CREATE FUNCTION pg_temp.pay(tag text) RETURNS text LANGUAGE sql AS $$
+    SELECT pg_temp.err(format('SELECT order_ext.record_payment(%s, %L, %s)', o.order_id, 'txn-' || $1,
+                              greatest(o.payable_total - o.paid_total, 1)))
+    FROM order_ext.orders o WHERE o.order_id = pg_temp.id($1)
+$$;
+
 -- st(sku): on_hand/reserved/available and the reservations held, in one line
 CREATE FUNCTION pg_temp.st(sku text) RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT format('%s on_hand=%s reserved=%s available=%s held=%s', $1, s.on_hand, s.reserved,
@@ -103,7 +110,7 @@ SELECT pg_temp.mk('d', 3, '[{"sku":"S-1","qty":1,"unit_price":100}]') AS sold_ou
 -- cancel gives units back; pay keeps them; ship takes them out of on_hand
 SELECT pg_temp.fire('c', 'cancel', 'buyer');
 SELECT pg_temp.st('S-1'), pg_temp.res('c');
-SELECT pg_temp.fire('a', 'pay');
+SELECT pg_temp.pay('a');
 SELECT pg_temp.st('S-1'), pg_temp.res('a');
 SELECT pg_temp.fire('a', 'ship', 'merchant');
 SELECT pg_temp.st('S-1'), pg_temp.res('a');
@@ -114,7 +121,7 @@ SELECT pg_temp.fire('e', 'expire');
 SELECT pg_temp.st('S-1'), pg_temp.res('e');
 -- close after pay (full refund before shipping) releases
 SELECT pg_temp.mk('f', 3, '[{"sku":"S-1","qty":2,"unit_price":100}]');
-SELECT pg_temp.fire('f', 'pay');
+SELECT pg_temp.pay('f');
 SELECT pg_temp.fire('f', 'close');
 SELECT pg_temp.st('S-1'), pg_temp.res('f');
 SELECT * FROM order_ext.check_stock();
@@ -137,19 +144,22 @@ SELECT pg_temp.mk('p1', 5, '[{"sku":"P-1","qty":2,"unit_price":10}]');
 SELECT pg_temp.mk('p2', 6, '[{"sku":"P-1","qty":1,"unit_price":10},{"sku":"S-2","qty":0,"unit_price":1}]') AS bad_line;
 SELECT pg_temp.mk('p2', 6, '[{"sku":"P-1","qty":1,"unit_price":10}]');
 SELECT pg_temp.st('P-1'), pg_temp.res('p1'), pg_temp.res('p2');
-SELECT pg_temp.fire('p1', 'pay');
+SELECT pg_temp.pay('p1');
 SELECT pg_temp.st('P-1'), pg_temp.res('p1');
--- p2 cannot be paid now: OE003, and the order is as it was
-SELECT pg_temp.fire('p2', 'pay') AS pay_sold_out;
-SELECT status, version FROM order_ext.orders WHERE order_id = pg_temp.id('p2');
-SELECT count(*) AS p2_events FROM order_ext.order_events WHERE order_id = pg_temp.id('p2');
+-- p2's pay cannot happen now (OE003): the money is kept, the order stays
+-- unpaid, and a refund_due event names the payment
+SELECT pg_temp.pay('p2') AS pay_sold_out;
+SELECT status, version, paid_total FROM order_ext.orders WHERE order_id = pg_temp.id('p2');
+SELECT event, payload->>'txn_id' AS txn_id FROM order_ext.outbox
+WHERE order_id = pg_temp.id('p2') AND event = 'refund_due';
+SELECT pg_temp.res('p2') AS p2_holds;
 -- cancelling an unpaid on_pay order has nothing to release
 SELECT pg_temp.fire('p2', 'cancel', 'buyer');
 SELECT pg_temp.st('P-1');
 -- restocked: a new order can be paid
 SELECT sku, on_hand, available FROM order_ext.set_stock('P-1', 3, 'on_pay');
 SELECT pg_temp.mk('p3', 6, '[{"sku":"P-1","qty":1,"unit_price":10}]');
-SELECT pg_temp.fire('p3', 'pay');
+SELECT pg_temp.pay('p3');
 SELECT pg_temp.st('P-1'), pg_temp.res('p3');
 -- on_hand may not fall below what is reserved
 SELECT pg_temp.err($$SELECT order_ext.set_stock('P-1', 2, 'on_pay')$$) AS below_reserved;
@@ -212,7 +222,7 @@ SELECT sku, on_hand, reserved, available, hot, buckets FROM order_ext.set_stock(
 SELECT count(*) FILTER (WHERE reserved = 0) AS empty_buckets, sum(reserved) AS reserved,
        count(*) FILTER (WHERE bucket > 0 AND on_hand <> reserved) AS extra_buckets_with_free_units
 FROM order_ext.stock_buckets WHERE sku = 'H-1';
-SELECT pg_temp.fire('h1', 'pay'), pg_temp.fire('h1', 'ship', 'merchant');
+SELECT pg_temp.pay('h1'), pg_temp.fire('h1', 'ship', 'merchant');
 SELECT pg_temp.fire('h2', 'cancel', 'buyer');
 SELECT pg_temp.st('H-1');
 -- and hot again
@@ -240,5 +250,60 @@ SELECT * FROM order_ext.check_stock();
 
 SELECT split_part(pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, event, to_status, effects)
                      VALUES ('physical', 'paid', 'zap', 'paid', '{stock:vanish}')$$), ' (', 1) AS unknown_effect;
+
+--------------------------------------------------------------------------
+-- stock meets money: refunds, returns, splits (issue 5 on top of issue 4)
+--------------------------------------------------------------------------
+
+SELECT sku, on_hand, available FROM order_ext.set_stock('M-1', 10);
+SELECT sku, on_hand, available FROM order_ext.set_stock('M-2', 10, hot => true, buckets => 2);
+SELECT order_ext.set_purchase_limit('M-1', 5);
+-- a refund of units before shipping releases their reservation (restock or not)
+SELECT pg_temp.mk('m1', 20, '[{"sku":"M-1","qty":3,"unit_price":100},{"sku":"M-2","qty":2,"unit_price":50}]');
+SELECT pg_temp.pay('m1');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'm1-r1', lines => '[{"line_no":1,"qty":1}]')$$, pg_temp.id('m1'))) AS refund_one;
+SELECT pg_temp.st('M-1'), pg_temp.res('m1');
+SELECT qty AS holdings FROM order_ext.buyer_holdings WHERE buyer_id = 20 AND sku = 'M-1';
+-- shipping commits what is left; a refund after shipping restocks only with restock
+SELECT pg_temp.fire('m1', 'ship', 'merchant');
+SELECT pg_temp.st('M-1'), pg_temp.st('M-2');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'm1-r2', lines => '[{"line_no":1,"qty":1}]')$$, pg_temp.id('m1'))) AS refund_no_restock;
+SELECT pg_temp.st('M-1');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'm1-r3', lines => '[{"line_no":2,"qty":2}]', restock => true)$$, pg_temp.id('m1'))) AS refund_restock;
+SELECT pg_temp.st('M-2');
+SELECT qty AS holdings FROM order_ext.buyer_holdings WHERE buyer_id = 20 AND sku = 'M-1';
+-- a full refund by amount before shipping closes the order and releases the rest
+SELECT pg_temp.mk('m2', 21, '[{"sku":"M-1","qty":2,"unit_price":100}]');
+SELECT pg_temp.pay('m2');
+SELECT pg_temp.st('M-1'), pg_temp.res('m2');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'm2-r', amount => 200)$$, pg_temp.id('m2'))) AS refund_all;
+SELECT status FROM order_ext.orders WHERE order_id = pg_temp.id('m2');
+SELECT pg_temp.st('M-1'), pg_temp.res('m2');
+SELECT count(*) AS m2_holdings FROM order_ext.buyer_holdings WHERE buyer_id = 21 AND qty > 0;
+-- an after-sale return restocks once: at receive_return, not again at refund
+SELECT pg_temp.mk('m3', 22, '[{"sku":"M-1","qty":2,"unit_price":100}]');
+SELECT pg_temp.pay('m3'), pg_temp.fire('m3', 'ship', 'merchant');
+SELECT pg_temp.st('M-1');
+SELECT order_ext.open_after_sale(pg_temp.id('m3'), 'return_refund', '[{"line_no":1,"qty":1}]', 'too small') AS as_id \gset
+SELECT status FROM order_ext.fire_after_sale(:as_id, 'approve', actor => 'merchant');
+SELECT status FROM order_ext.fire_after_sale(:as_id, 'receive_return', actor => 'merchant');
+SELECT pg_temp.st('M-1');
+SELECT status FROM order_ext.fire_after_sale(:as_id, 'refund', actor => 'merchant');
+SELECT pg_temp.st('M-1');
+-- split_order hands the reservations to the children; the parent holds none
+SELECT pg_temp.mk('m4', 23, '[{"sku":"M-1","qty":1,"unit_price":100,"merchant_id":1},{"sku":"M-2","qty":3,"unit_price":10,"merchant_id":2}]');
+SELECT pg_temp.pay('m4');
+SELECT pg_temp.res('m4') AS before_split, pg_temp.st('M-1'), pg_temp.st('M-2');
+SELECT count(*) AS children FROM order_ext.split_order(pg_temp.id('m4'));
+SELECT pg_temp.res('m4') AS parent_holds,
+       (SELECT string_agg(r.sku || ':' || r.qty, ' ' ORDER BY r.sku) FROM order_ext.reservations r
+        JOIN order_ext.orders c ON c.order_id = r.order_id WHERE c.parent_id = pg_temp.id('m4')) AS children_hold;
+SELECT qty AS holdings FROM order_ext.buyer_holdings WHERE buyer_id = 23 AND sku = 'M-1';
+-- each child ships its own units
+SELECT count(*) AS shipped FROM order_ext.orders c,
+       LATERAL order_ext.fire(c.order_id, 'ship', actor => 'merchant') f
+WHERE c.parent_id = pg_temp.id('m4');
+SELECT pg_temp.st('M-1'), pg_temp.st('M-2');
+SELECT * FROM order_ext.check_stock();
 
 DROP EXTENSION order_ext CASCADE;

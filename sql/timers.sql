@@ -21,12 +21,14 @@ END $$;
 
 CREATE TEMP TABLE o (tag text PRIMARY KEY, id bigint NOT NULL UNIQUE);
 
+-- mk(tag, machine, attrs): a free one-line order (payable 0, so 'pay' may be
+-- fired directly; orders with money to pay are paid by record_payment)
 CREATE FUNCTION pg_temp.mk(tag text, machine text DEFAULT 'physical', attrs jsonb DEFAULT '{}')
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     new_id bigint := order_ext.new_order_id();
 BEGIN
-    PERFORM order_ext.create_order(new_id, 42, '[{"sku":"TM-1","qty":1,"unit_price":500}]',
+    PERFORM order_ext.create_order(new_id, 42, '[{"sku":"TM-1","qty":1,"unit_price":0}]',
                                    machine => machine, attrs => attrs);
     INSERT INTO pg_temp.o VALUES (tag, new_id);
     RETURN new_id;

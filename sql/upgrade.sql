@@ -93,9 +93,10 @@ SELECT extversion FROM pg_extension WHERE extname = 'order_ext';
 CREATE TABLE public.oe_ids AS
 SELECT n, order_ext.min_order_id(now()) + n AS id FROM generate_series(1, 3) n;
 SELECT status, version FROM order_ext.create_order((SELECT id FROM oe_ids WHERE n = 1), 1,
-       '[{"sku":"UP-1","qty":2,"unit_price":100}]') ORDER BY 1;
+       '[{"sku":"UP-1","qty":2,"unit_price":100}]', discounts => '[{"kind":"coupon","amount":50}]');
+-- (a free order: the current library fires pay only for orders paid in full)
 SELECT status, version FROM order_ext.create_order((SELECT id FROM oe_ids WHERE n = 2), 2,
-       '[{"sku":"UP-2","qty":1,"unit_price":500}]', discounts => '[{"kind":"coupon","amount":50}]');
+       '[{"sku":"UP-2","qty":1,"unit_price":0}]');
 SELECT status, version FROM order_ext.fire((SELECT id FROM oe_ids WHERE n = 2), 'pay');
 
 -- 2. upgrade to the current version
@@ -107,6 +108,7 @@ CREATE TABLE public.oe_upgraded AS SELECT * FROM public.oe_describe();
 -- the orders made at 0.1 are there and keep working
 SELECT n, o.status, o.version, o.payable_total FROM oe_ids JOIN order_ext.orders o ON o.order_id = oe_ids.id ORDER BY n;
 SELECT status, version FROM order_ext.fire((SELECT id FROM oe_ids WHERE n = 2), 'ship', actor => 'merchant');
+SELECT status, version, paid_total FROM order_ext.record_payment((SELECT id FROM oe_ids WHERE n = 1), 'up-txn-1', 150);
 SELECT status, version FROM order_ext.create_order((SELECT id FROM oe_ids WHERE n = 3), 3,
        '[{"sku":"UP-3","qty":1,"unit_price":700}]');
 SELECT n, v.version, v.event FROM oe_ids, order_ext.timeline(oe_ids.id) v ORDER BY n, v.version;

@@ -237,3 +237,36 @@ EmptyJsonb(void)
 	}
 	return JsonbPGetDatum(empty);
 }
+
+/*
+ * OutboxNotice
+ *		An outbox row that is not an order event (refund_due, after-sale
+ *		changes): written in the caller's transaction and announced like
+ *		the events.  version is the order version it refers to, or 0 for
+ *		none (NULL in the row).  The caller is connected to SPI.
+ */
+void
+OutboxNotice(int64 order_id, int32 version, const char *event, Datum payload)
+{
+	static SPIPlanPtr notice_plan = NULL;
+	Oid			argtypes[4] = {INT8OID, INT4OID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	int			ret;
+
+	plan = OrderPlan(&notice_plan,
+					 "INSERT INTO order_ext.outbox (order_id, version, event, payload, created_at)"
+					 " VALUES ($1, $2, $3, $4, now())",
+					 4, argtypes);
+	values[0] = Int64GetDatum(order_id);
+	values[1] = Int32GetDatum(version);
+	if (version == 0)
+		nulls[1] = 'n';
+	values[2] = CStringGetTextDatum(event);
+	values[3] = payload;
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not write outbox notice: %s", SPI_result_code_string(ret));
+	OrderNotify(order_id);
+}

@@ -24,6 +24,7 @@
 extern void OrderEventAppend(int64 order_id, int32 version, const char *event,
 							 const char *from_status, const char *to_status,
 							 const char *actor, Datum payload);
+extern void OutboxNotice(int64 order_id, int32 version, const char *event, Datum payload);
 extern void OrderNotify(int64 order_id);
 extern void EventsInit(void);
 extern Datum EmptyJsonb(void);

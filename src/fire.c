@@ -8,6 +8,12 @@
  * the event row, the effects and the timers of the new status.  Everything
  * runs in the caller's transaction, so an error leaves nothing behind.
  * Other modules (timers, payments, refunds) move orders only through here.
+ *
+ * Money rule: a transition that stamps paid_at (the machine's 'pay') needs
+ * the order paid in full (paid_total - refunded_total >= payable_total),
+ * counting a payment record_payment() hands in with the transition
+ * (OrderState.paid_delta, added to paid_total by the same UPDATE).  So
+ * fire(id, 'pay') without the money is OE001, whoever calls it.
  */
 #include "postgres.h"
 
@@ -44,7 +50,8 @@ OrderLock(int64 order_id, OrderState *st)
 	bool		isnull;
 
 	plan = OrderPlan(&lock_plan,
-					 "SELECT machine, status, version, status_version, attrs"
+					 "SELECT machine, status, version, status_version, attrs,"
+					 " payable_total, paid_total, refunded_total"
 					 " FROM order_ext.orders WHERE order_id = $1 FOR UPDATE",
 					 1, argtypes);
 	values[0] = Int64GetDatum(order_id);
@@ -60,6 +67,10 @@ OrderLock(int64 order_id, OrderState *st)
 	st->version = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	st->status_version = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 	st->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+	st->payable_total = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	st->paid_total = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+	st->refunded_total = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	st->paid_delta = 0;
 	return true;
 }
 
@@ -176,10 +187,10 @@ Datum
 OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 		  const char *actor, Jsonb *payload)
 {
-	Oid			argtypes[10] = {INT8OID, TEXTOID, BOOLOID, JSONBOID, BOOLOID,
-	BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT4OID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[11] = {INT8OID, TEXTOID, BOOLOID, JSONBOID, BOOLOID,
+	BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT4OID, INT8OID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	const TransitionDef *t;
 	SPIPlanPtr	plan;
 	bool		moved;
@@ -193,6 +204,16 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("version of order " INT64_FORMAT " is at its maximum", st->order_id)));
+	if ((t->effects & OE_EFFECT_STAMP_PAID) &&
+		(int128) st->paid_total + st->paid_delta - st->refunded_total < st->payable_total)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("event \"%s\" is not allowed for order " INT64_FORMAT ": it is not paid in full",
+						event, st->order_id),
+				 errdetail("Paid " INT64_FORMAT ", refunded " INT64_FORMAT ", payable " INT64_FORMAT ".",
+						   st->paid_total + st->paid_delta, st->refunded_total, st->payable_total),
+				 errhint("Payments go through order_ext.record_payment(), which fires \"%s\" when the order is paid in full.",
+						 event)));
 	new_version = st->version + 1;
 	moved = strcmp(t->to_status, st->status) != 0;
 
@@ -209,9 +230,10 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 					 " shipped_at = CASE WHEN $6 THEN now() ELSE shipped_at END,"
 					 " received_at = CASE WHEN $7 THEN now() ELSE received_at END,"
 					 " completed_at = CASE WHEN $8 THEN now() ELSE completed_at END,"
-					 " closed_at = CASE WHEN $9 THEN now() ELSE closed_at END"
+					 " closed_at = CASE WHEN $9 THEN now() ELSE closed_at END,"
+					 " paid_total = paid_total + $11"
 					 " WHERE order_id = $1 RETURNING o",
-					 10, argtypes);
+					 11, argtypes);
 	values[0] = Int64GetDatum(st->order_id);
 	values[1] = CStringGetTextDatum(t->to_status);
 	values[2] = BoolGetDatum(moved);
@@ -228,6 +250,7 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 	values[7] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_COMPLETED) != 0);
 	values[8] = BoolGetDatum((t->effects & OE_EFFECT_STAMP_CLOSED) != 0);
 	values[9] = Int32GetDatum(new_version);
+	values[10] = Int64GetDatum(st->paid_delta);
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not update order " INT64_FORMAT, st->order_id);
@@ -247,6 +270,8 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 
 	strlcpy(st->status, t->to_status, OE_NAME_LEN);
 	st->version = new_version;
+	st->paid_total += st->paid_delta;
+	st->paid_delta = 0;
 	if (moved)
 		st->status_version = new_version;
 	return row;

@@ -16,6 +16,10 @@ typedef struct OrderState
 	int32		version;
 	int32		status_version;
 	Jsonb	   *attrs;
+	int64		payable_total;
+	int64		paid_total;
+	int64		refunded_total;
+	int64		paid_delta;		/* paid_total change made with the next transition (record_payment: +payment; split_order: -paid_total) */
 } OrderState;
 
 extern bool OrderLock(int64 order_id, OrderState *st);

@@ -3,13 +3,16 @@
  *		Module entry point: _PG_init defines the GUCs and calls each module's
  *		Init function; also the small helpers every module shares.
  *
- * Owns: the order_ext.* GUCs and the per-backend cache of prepared SPI plans.
+ * Owns: the order_ext.* GUCs, the per-backend cache of prepared SPI plans,
+ * and running a piece of work in a subtransaction.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 
 #include "events.h"
 #include "order_ext.h"
@@ -95,4 +98,46 @@ OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		elog(ERROR, "SPI_keepplan failed");
 	*cache = plan;
 	return plan;
+}
+
+/*
+ * OrderSubxact
+ *		Run fn(arg) in a subtransaction.  NULL if it succeeded; otherwise
+ *		the subtransaction is rolled back and its error returned (copied
+ *		into the caller's memory context) for the caller to judge.  Query
+ *		cancel and shutdown are rethrown: they must still stop us.
+ */
+ErrorData *
+OrderSubxact(OrderSubxactFn fn, void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		result = edata;
+	}
+	PG_END_TRY();
+	return result;
 }

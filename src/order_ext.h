@@ -62,4 +62,8 @@ extern void OrderPartitionRelease(Oid relid);
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 
+/* order_ext.c: run fn(arg) in a subtransaction; NULL or the error it raised */
+typedef void (*OrderSubxactFn) (void *arg);
+extern ErrorData *OrderSubxact(OrderSubxactFn fn, void *arg);
+
 #endif							/* ORDER_EXT_H */

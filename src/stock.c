@@ -42,7 +42,6 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "order_ext.h"
@@ -320,6 +319,46 @@ OutOfStock(const char *sku, int64 available, int64 qty)
 					   Max(available, 0))));
 }
 
+/* What TryHotBucket's subtransaction works on. */
+typedef struct HotTry
+{
+	Datum	   *values;			/* sku, qty, start, buckets */
+	int32		bucket;			/* out: the bucket reserved from */
+} HotTry;
+
+/*
+ * HotTryInSubxact
+ *		The body of TryHotBucket; raises OE003 when no free bucket has enough
+ *		units, so that the subtransaction is rolled back.
+ */
+static void
+HotTryInSubxact(void *arg)
+{
+	HotTry	   *h = (HotTry *) arg;
+	Oid			types[4] = {TEXTOID, INT8OID, INT4OID, INT4OID};
+	Oid			utypes[3] = {TEXTOID, INT8OID, INT4OID};
+	Datum		uv[3];
+	bool		isnull;
+
+	Exec(OrderPlan(&reserve_hot_plan,
+				   "SELECT bucket FROM order_ext.stock_buckets"
+				   " WHERE sku = $1 AND on_hand - reserved >= $2"
+				   " ORDER BY (bucket + $3) % $4 LIMIT 1 FOR UPDATE SKIP LOCKED",
+				   4, types),
+		 h->values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR, (errcode(ERRCODE_OE_OUT_OF_STOCK), errmsg("no free bucket has enough units")));
+	h->bucket = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	uv[0] = h->values[0];
+	uv[1] = h->values[1];
+	uv[2] = Int32GetDatum(h->bucket);
+	Exec(OrderPlan(&reserve_bucket_plan,
+				   "UPDATE order_ext.stock_buckets SET reserved = reserved + $2"
+				   " WHERE sku = $1 AND bucket = $3",
+				   3, utypes),
+		 uv, NULL, SPI_OK_UPDATE);
+}
+
 /*
  * TryHotBucket
  *		Hot mode: reserve from the first bucket, counting from start, that
@@ -333,62 +372,20 @@ OutOfStock(const char *sku, int64 available, int64 qty)
 static bool
 TryHotBucket(Datum *values, int32 start, int32 nb, int32 *bucket)
 {
-	Oid			types[4] = {TEXTOID, INT8OID, INT4OID, INT4OID};
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool got = false;
+	HotTry		h;
+	ErrorData  *err;
 
 	values[2] = Int32GetDatum(start);
 	values[3] = Int32GetDatum(nb);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		bool		isnull;
-
-		Exec(OrderPlan(&reserve_hot_plan,
-					   "SELECT bucket FROM order_ext.stock_buckets"
-					   " WHERE sku = $1 AND on_hand - reserved >= $2"
-					   " ORDER BY (bucket + $3) % $4 LIMIT 1 FOR UPDATE SKIP LOCKED",
-					   4, types),
-			 values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-		{
-			Oid			utypes[3] = {TEXTOID, INT8OID, INT4OID};
-			Datum		uv[3];
-
-			*bucket = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			uv[0] = values[0];
-			uv[1] = values[1];
-			uv[2] = Int32GetDatum(*bucket);
-			Exec(OrderPlan(&reserve_bucket_plan,
-						   "UPDATE order_ext.stock_buckets SET reserved = reserved + $2"
-						   " WHERE sku = $1 AND bucket = $3",
-						   3, utypes),
-				 uv, NULL, SPI_OK_UPDATE);
-			got = (SPI_processed == 1);
-		}
-		if (got)
-			ReleaseCurrentSubTransaction();
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return got;
+	h.values = values;
+	h.bucket = -1;
+	err = OrderSubxact(HotTryInSubxact, &h);
+	if (err != NULL && err->sqlerrcode != ERRCODE_OE_OUT_OF_STOCK)
+		ReThrowError(err);
+	if (err != NULL)
+		return false;
+	*bucket = h.bucket;
+	return true;
 }
 
 /*

@@ -21,9 +21,8 @@
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
-#include "utils/resowner.h"
 
+#include "aftersale.h"
 #include "fire.h"
 #include "machine.h"
 #include "order_ext.h"
@@ -120,6 +119,29 @@ FireOrderTimer(Timer *tm, Jsonb *payload)
 	return true;
 }
 
+/* A timer to fire in a subtransaction, and whether it fired. */
+typedef struct TimerArgs
+{
+	Timer	   *tm;
+	Jsonb	   *payload;
+	bool		fired;
+} TimerArgs;
+
+static void
+FireTimerSubject(void *arg)
+{
+	TimerArgs  *ta = arg;
+	Timer	   *tm = ta->tm;
+
+	if (strcmp(tm->subject, "order") == 0)
+		ta->fired = FireOrderTimer(tm, ta->payload);
+	else if (strcmp(tm->subject, "after_sale") == 0)
+		ta->fired = AfterSaleTimerFire(tm->order_id, tm->subject_id, tm->status, tm->version,
+									   tm->event, ta->payload);
+	else
+		elog(WARNING, "order_ext: dropping timer for unknown subject \"%s\"", tm->subject);
+}
+
 /*
  * FireTimer
  *		Fire one timer in a subtransaction; true if it fired.
@@ -127,45 +149,18 @@ FireOrderTimer(Timer *tm, Jsonb *payload)
 static bool
 FireTimer(Timer *tm, Jsonb *payload)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool fired = false;
+	TimerArgs	ta = {tm, payload, false};
+	ErrorData  *edata = OrderSubxact(FireTimerSubject, &ta);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		if (strcmp(tm->subject, "order") == 0)
-			fired = FireOrderTimer(tm, payload);
-		else
-			elog(WARNING, "order_ext: dropping timer for unknown subject \"%s\"", tm->subject);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		/* query cancel and the like must still stop us */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("order_ext: timer %s of order " INT64_FORMAT " (%s at version %d) dropped: %s",
-						tm->event, tm->order_id, tm->status, tm->version, edata->message)));
-		FreeErrorData(edata);
-		fired = false;
-	}
-	PG_END_TRY();
-	return fired;
+	if (edata == NULL)
+		return ta.fired;
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("order_ext: timer %s of %s " INT64_FORMAT " (%s at version %d) dropped: %s",
+					tm->event, tm->subject, tm->subject_id, tm->status, tm->version,
+					edata->message)));
+	FreeErrorData(edata);
+	return false;
 }
 
 /*

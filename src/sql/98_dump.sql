@@ -29,6 +29,7 @@ SELECT pg_catalog.pg_extension_config_dump('order_ext.stock_buckets', '');
 SELECT pg_catalog.pg_extension_config_dump('order_ext.reservations', '');
 SELECT pg_catalog.pg_extension_config_dump('order_ext.purchase_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('order_ext.buyer_holdings', '');
+SELECT pg_catalog.pg_extension_config_dump('order_ext.after_sales', '');
 
 -- The configuration rows as shipped: one row per shipped row, by the
 -- table's primary key.

@@ -35,4 +35,12 @@ SELECT count(*) FROM (
     SELECT order_ext.set_stock('FLASH-N', 1000000000000)
     UNION ALL SELECT order_ext.set_stock('FLASH-H', 1000000000000, hot => true, buckets => 64)
     UNION ALL SELECT order_ext.set_stock('R-' || i, 1000000000) FROM generate_series(1, 10000) i) s;
+-- life_order: plain copies (no trigger, no partitioning) of the tables an
+-- order's life writes, for the baseline's raw SQL
+CREATE TABLE bench_life_orders (LIKE order_ext.orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_items (LIKE order_ext.order_items INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_payments (LIKE order_ext.order_payments INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_events (LIKE order_ext.order_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_outbox (LIKE order_ext.outbox INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_life_timers (LIKE order_ext.timers INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
 VACUUM ANALYZE;

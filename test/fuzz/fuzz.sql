@@ -190,8 +190,8 @@ BEGIN
     IF pick = 'create' THEN
         -- create (sometimes malformed, sometimes a replay)
         IF fuzz.chance(0.15) AND EXISTS (SELECT 1 FROM fuzz.orders WHERE request IS NOT NULL) THEN
-            id := fuzz.some_order();
-            SELECT f.request INTO items FROM fuzz.orders f WHERE f.order_id = id;
+            SELECT f.order_id, f.request INTO id, items FROM fuzz.orders f WHERE f.request IS NOT NULL
+            OFFSET floor(random() * (SELECT count(*) FROM fuzz.orders WHERE request IS NOT NULL)) LIMIT 1;
             IF fuzz.chance(0.5) THEN
                 action := 'create_replay';
             ELSE
@@ -269,7 +269,7 @@ BEGIN
         SELECT * INTO o FROM order_ext.orders WHERE order_id = id;
         action := 'refund';
         IF fuzz.chance(0.6) THEN
-            call := format('SELECT order_ext.refund(%s, %L, lines => %L, restock => %s)', id,
+            call := format('SELECT order_ext.refund(%s, %L, lines => %L, restock => %L)', id,
                            'R' || floor(random() * 1e9)::text,
                            jsonb_build_array(jsonb_build_object('line_no', 1 + floor(random() * 3)::int,
                                                                 'qty', 1 + floor(random() * 2)::int)),
@@ -303,7 +303,7 @@ BEGIN
                        fuzz.pick(ARRAY['FZ-N1', 'FZ-N2', 'FZ-HOT', 'FZ-PAY', 'FZ-LIM']),
                        fuzz.pick(ARRAY[-1, 0, 3, 50, 500]),
                        fuzz.pick(ARRAY['on_create', 'on_create', 'on_pay', 'sometimes']),
-                       fuzz.pick(ARRAY['false', 'true']));
+                       fuzz.pick(ARRAY['false', 'true']));  -- (text, spliced as SQL)
         outcome := fuzz.try(seed, step, action, call);
     ELSIF pick = 'archive' THEN
         action := 'archive';

@@ -1,0 +1,195 @@
+--
+-- after_sales: open_after_sale(), fire_after_sale() on machine after_sale,
+-- auto-approval by timer, the refund through refund()  (API.md "Money")
+--
+-- Ids and timestamps are never printed.  Restock on receive_return is the
+-- stock module's (StockReturnUnits); its check comes with that module.
+--
+CREATE EXTENSION order_ext;
+SET TimeZone = 'UTC';
+SET IntervalStyle = 'postgres';
+
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{13,}', '<id>', 'g');
+END $$;
+
+CREATE TEMP TABLE o (tag text PRIMARY KEY, id bigint NOT NULL UNIQUE);
+CREATE FUNCTION pg_temp.id(tag text) RETURNS bigint LANGUAGE sql STABLE AS
+$$ SELECT id FROM pg_temp.o WHERE o.tag = $1 $$;
+
+-- mk(tag, paid, shipped): 2 lines (net 3257 over 2 units, 326 over 1), shipping 800
+CREATE FUNCTION pg_temp.mk(tag text, pay boolean DEFAULT true, ship boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint := order_ext.new_order_id();
+BEGIN
+    PERFORM order_ext.create_order(new_id, 42,
+        '[{"sku":"A-1","qty":2,"unit_price":1999},{"sku":"B-2","qty":1,"unit_price":500}]',
+        discounts => '[{"kind":"coupon","amount":916}]', shipping_fee => 800);
+    IF pay THEN
+        PERFORM order_ext.record_payment(new_id, 'PAY-' || tag, 4382);
+    END IF;
+    IF ship THEN
+        PERFORM order_ext.fire(new_id, 'ship', actor => 'merchant');
+    END IF;
+    INSERT INTO pg_temp.o VALUES (tag, new_id);
+    RETURN new_id;
+END $$;
+
+-- an after-sale request by tag
+CREATE TEMP TABLE a (tag text PRIMARY KEY, id bigint NOT NULL UNIQUE);
+CREATE FUNCTION pg_temp.aid(tag text) RETURNS bigint LANGUAGE sql STABLE AS
+$$ SELECT id FROM pg_temp.a WHERE a.tag = $1 $$;
+CREATE FUNCTION pg_temp.open(tag text, order_tag text, kind text, lines jsonb, reason text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint := order_ext.open_after_sale(pg_temp.id(order_tag), kind, lines, reason);
+BEGIN
+    INSERT INTO pg_temp.a VALUES (tag, new_id);
+    RETURN (SELECT format('%s %s v%s lines=%s amount=%s', s.kind, s.status, s.version, s.lines, s.amount)
+            FROM order_ext.after_sales s WHERE s.id = new_id);
+END $$;
+-- fire(tag, event, expected, actor): 'status vN amount', or the error
+CREATE FUNCTION pg_temp.fire(tag text, event text, expected int DEFAULT NULL, actor text DEFAULT 'merchant')
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r order_ext.after_sales;
+BEGIN
+    r := order_ext.fire_after_sale(pg_temp.aid(tag), event, expected, actor);
+    RETURN format('%s v%s amount=%s refund_id=%s', r.status, r.version, r.amount,
+                  regexp_replace(r.refund_id, '\d{13,}', '<id>'));
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{13,}', '<id>', 'g');
+END $$;
+CREATE FUNCTION pg_temp.money(tag text) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT format('%s v%s paid=%s refunded=%s', r.status, r.version, r.paid_total, r.refunded_total)
+    FROM order_ext.orders r WHERE r.order_id = pg_temp.id($1)
+$$;
+
+--------------------------------------------------------------------------
+-- return_refund: requested -> approved -> returned -> refunded
+--------------------------------------------------------------------------
+
+SELECT pg_temp.mk('o1') IS NOT NULL AS created;
+SELECT pg_temp.open('ret', 'o1', 'return_refund', '[{"line_no":1,"qty":1}]', 'too small');
+SELECT reason, refund_id IS NULL AS no_refund_yet FROM order_ext.after_sales WHERE id = pg_temp.aid('ret');
+-- its timer: approve 5 days after it was opened
+SELECT t.subject, t.status, t.version, t.event, t.due_at - s.created_at AS due_after
+FROM order_ext.timers t JOIN order_ext.after_sales s ON s.id = t.subject_id
+WHERE t.subject = 'after_sale' AND t.subject_id = pg_temp.aid('ret');
+-- the buyer cannot approve; a stale version is OE002
+SELECT pg_temp.fire('ret', 'approve', actor => 'buyer') AS by_buyer,
+       pg_temp.fire('ret', 'approve', 7) AS stale,
+       pg_temp.fire('ret', 'refund') AS refund_before_approval,
+       pg_temp.fire('ret', 'approve', actor => 'internal') AS internal;
+SELECT pg_temp.fire('ret', 'approve', 1);
+-- a return_refund is refunded after the goods are back: refund now is OE001 (guard)
+SELECT pg_temp.fire('ret', 'refund');
+SELECT pg_temp.fire('ret', 'receive_return');
+SELECT pg_temp.money('o1');
+SELECT pg_temp.fire('ret', 'refund');
+SELECT pg_temp.money('o1');
+-- the refund is the order's, through refund(): event, ledger row, line
+SELECT version, event, actor, regexp_replace(payload::text, '\d{13,}', '<id>', 'g') AS payload
+FROM order_ext.timeline(pg_temp.id('o1')) WHERE event = 'refund';
+SELECT regexp_replace(txn_id, '\d{13,}', '<id>') AS txn_id, amount
+FROM order_ext.order_payments WHERE order_id = pg_temp.id('o1') AND kind = 'refund';
+SELECT line_no, refunded_qty, refunded_amount FROM order_ext.order_items
+WHERE order_id = pg_temp.id('o1') ORDER BY line_no;
+-- refunded is terminal
+SELECT pg_temp.fire('ret', 'refund') AS again, pg_temp.fire('ret', 'approve') AS approve_again;
+-- every move was an outbox notice
+SELECT event, payload->>'event' AS as_event, payload->>'from_status' AS from_status,
+       payload->>'to_status' AS to_status, payload->>'actor' AS actor, payload->'version' AS version
+FROM order_ext.outbox
+WHERE order_id = pg_temp.id('o1') AND event = 'after_sale' ORDER BY id;
+
+--------------------------------------------------------------------------
+-- refund_only; the rest of the order; the order closes when all is back
+--------------------------------------------------------------------------
+
+SELECT pg_temp.open('rest', 'o1', 'refund_only', '[{"line_no":2,"qty":1},{"line_no":1,"qty":1}]');
+-- a return step for a refund_only request: OE001 (guard)
+SELECT pg_temp.fire('rest', 'approve');
+SELECT pg_temp.fire('rest', 'receive_return');
+SELECT pg_temp.fire('rest', 'refund', actor => 'system');
+-- shipped: the shipping fee is not refunded with the last unit; the order closed
+SELECT pg_temp.money('o1');
+
+--------------------------------------------------------------------------
+-- reject, appeal, arbitration by the platform
+--------------------------------------------------------------------------
+
+SELECT pg_temp.mk('o2') IS NOT NULL AS created;
+SELECT pg_temp.open('arb', 'o2', 'refund_only', '[{"line_no":2,"qty":1}]');
+SELECT pg_temp.fire('arb', 'reject');
+SELECT pg_temp.fire('arb', 'appeal') AS merchant_appeals;
+SELECT pg_temp.fire('arb', 'appeal', actor => 'buyer');
+SELECT pg_temp.fire('arb', 'approve') AS merchant_decides;
+SELECT pg_temp.fire('arb', 'approve', actor => 'platform');
+SELECT pg_temp.fire('arb', 'refund');
+SELECT pg_temp.money('o2');
+
+--------------------------------------------------------------------------
+-- Auto-approval: the 'approve' timer fires through run_timers
+--------------------------------------------------------------------------
+
+SELECT pg_temp.mk('o3') IS NOT NULL AS created;
+SELECT pg_temp.open('auto', 'o3', 'refund_only', '[{"line_no":1,"qty":2}]');
+SELECT pg_temp.open('acted', 'o3', 'refund_only', '[{"line_no":2,"qty":1}]');
+-- the merchant rejects one in time: its timer is stale and dropped
+SELECT pg_temp.fire('acted', 'reject');
+-- five days pass
+UPDATE order_ext.timers SET due_at = now() - interval '1 second'
+WHERE subject = 'after_sale' AND order_id = pg_temp.id('o3');
+SELECT order_ext.run_timers() AS fired;
+SELECT a.tag, s.status, s.version FROM pg_temp.a a JOIN order_ext.after_sales s ON s.id = a.id
+WHERE a.tag IN ('auto', 'acted') ORDER BY a.tag;
+SELECT payload->>'actor' AS actor, payload->>'to_status' AS to_status FROM order_ext.outbox
+WHERE order_id = pg_temp.id('o3') AND event = 'after_sale' AND payload->>'event' = 'approve';
+SELECT count(*) AS timers_left FROM order_ext.timers WHERE subject = 'after_sale' AND order_id = pg_temp.id('o3');
+SELECT pg_temp.fire('auto', 'refund');
+SELECT pg_temp.money('o3');
+
+--------------------------------------------------------------------------
+-- Opening: only for paid orders that are still open, units still there
+--------------------------------------------------------------------------
+
+SELECT pg_temp.mk('unpaid', false, false) IS NOT NULL AS created;
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('unpaid'))) AS unpaid;
+SELECT status FROM order_ext.fire(pg_temp.id('unpaid'), 'cancel', actor => 'buyer');
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('unpaid'))) AS cancelled_order,
+       pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('o1'))) AS closed_order;
+SELECT pg_temp.mk('o4', true, false) IS NOT NULL AS created;
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'exchange', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('o4'))) AS bad_kind,
+       pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":3}]')$$, pg_temp.id('o4'))) AS too_many,
+       pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":9,"qty":1}]')$$, pg_temp.id('o4'))) AS no_line,
+       pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[]')$$, pg_temp.id('o4'))) AS no_lines;
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, order_ext.new_order_id())) AS no_order,
+       pg_temp.err($$SELECT order_ext.open_after_sale(NULL, 'refund_only', '[{"line_no":1,"qty":1}]')$$) AS null_order,
+       pg_temp.err(format($$SELECT order_ext.fire_after_sale(%s, 'approve')$$, order_ext.new_order_id())) AS no_after_sale;
+-- not shipped yet: the whole order back by after-sales brings the shipping fee
+SELECT pg_temp.open('all', 'o4', 'refund_only', '[{"line_no":1,"qty":2},{"line_no":2,"qty":1}]');
+SELECT pg_temp.fire('all', 'approve');
+SELECT pg_temp.fire('all', 'refund');
+SELECT pg_temp.money('o4');
+-- a request whose units were refunded meanwhile fails at refund: OE006
+SELECT pg_temp.mk('o5', true, false) IS NOT NULL AS created;
+SELECT pg_temp.open('twice', 'o5', 'refund_only', '[{"line_no":2,"qty":1}]');
+-- units held by a request under way cannot be asked for again (OE006);
+-- a rejected request no longer holds them
+SELECT pg_temp.open('first', 'o5', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":2}]')$$, pg_temp.id('o5'))) AS claimed,
+       pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'return_refund', '[{"line_no":2,"qty":1}]')$$, pg_temp.id('o5'))) AS claimed_2;
+SELECT pg_temp.fire('first', 'reject');
+SELECT pg_temp.open('second', 'o5', 'refund_only', '[{"line_no":1,"qty":2}]');
+SELECT status FROM order_ext.refund(pg_temp.id('o5'), 'direct', '[{"line_no":2,"qty":1}]');
+SELECT pg_temp.fire('twice', 'approve');
+SELECT pg_temp.fire('twice', 'refund');
+SELECT status, version FROM order_ext.after_sales WHERE id = pg_temp.aid('twice');
+
+DROP EXTENSION order_ext CASCADE;

@@ -1,0 +1,38 @@
+/*
+ * money.h
+ *		Payments and refunds (money.c), shared with after-sales and split.
+ */
+#ifndef ORDER_EXT_MONEY_H
+#define ORDER_EXT_MONEY_H
+
+#include "fire.h"
+
+/* Units of one order line: refund lines, after-sale lines. */
+typedef struct UnitLine
+{
+	int32		line_no;
+	int32		qty;
+} UnitLine;
+
+/* How a refund treats stock (see stock.h). */
+typedef enum RefundStock
+{
+	REFUND_RETURN_UNITS,		/* StockReturnUnits(..., restock) per line */
+	REFUND_STOCK_DONE			/* the units went back already (after-sale return) */
+} RefundStock;
+
+extern int	ParseUnitLines(Jsonb *lines, const char *field, UnitLine **out);
+extern Jsonb *UnitLinesObjects(const UnitLine *lines, int nlines);
+extern int64 UnitsRefundAmount(int64 net, int32 qty, int32 from, int32 to);
+extern Datum RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nlines,
+						 bool has_amount, int64 amount, bool restock, RefundStock stock,
+						 const char *actor);
+extern int64 RefundQuoteUnits(OrderState *st, const UnitLine *lines, int nlines);
+extern Datum OrderRow(int64 order_id);
+extern int64 NewOrderId(void);
+extern Datum new_order_id(PG_FUNCTION_ARGS);	/* ids.c */
+extern Jsonb *JsonbFromString(const char *s);
+extern void JsonAppendKeyString(StringInfo buf, const char *key, const char *value, bool first);
+extern char *ArgIdText(FunctionCallInfo fcinfo, int argno, const char *name);
+
+#endif
