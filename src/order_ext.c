@@ -13,6 +13,7 @@
 
 #include "events.h"
 #include "order_ext.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -63,6 +64,7 @@ _PG_init(void)
 	OrderIdsInit();
 	EventsInit();
 	OrderPartitionsInit();
+	WorkerInit();
 }
 
 /*

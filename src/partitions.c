@@ -40,10 +40,15 @@
 
 #include "order_ext.h"
 
-/* Every per-order table partitioned by order_id on the same monthly bounds. */
-static const char *const OrderTables[] = {
+/*
+ * Every per-order table partitioned by order_id on the same monthly bounds
+ * (orders first).  archive.c moves a month of all of them together, into
+ * their history twins <table>_history.
+ */
+const char *const OrderTables[] = {
 	"orders", "order_items", "order_payments", "order_discounts", "order_events",
 };
+const int	OrderTablesCount = lengthof(OrderTables);
 
 #define DDL_ATTEMPTS 5
 
@@ -85,10 +90,10 @@ MonthStart(TimestampTz t, int add)
 
 /*
  * RunDDLWithRetry
- *		Execute one DDL statement in a subtransaction with a short
- *		lock_timeout, retrying a few times if the lock is not available.
+ *		Execute one DDL statement in a subtransaction, retrying a few times if
+ *		its lock is not available within lock_timeout (which the caller sets).
  */
-static void
+void
 RunDDLWithRetry(const char *sql)
 {
 	volatile int attempt;
@@ -165,10 +170,18 @@ CreateMonth(Oid nspid, TimestampTz month)
 		if (OidIsValid(get_relname_relid(name, nspid)))
 			continue;
 
+		/*
+		 * The CHECK constraint repeats the bounds: archive.c detaches a
+		 * month and attaches it to the history tables, and ATTACH PARTITION
+		 * skips scanning the rows when a valid constraint proves the bounds.
+		 */
 		initStringInfo(&sql);
 		appendStringInfo(&sql,
-						 "CREATE TABLE order_ext.%s PARTITION OF order_ext.%s FOR VALUES FROM (" INT64_FORMAT ") TO (" INT64_FORMAT ")",
-						 quote_identifier(name), quote_identifier(OrderTables[i]), lo, hi);
+						 "CREATE TABLE order_ext.%s PARTITION OF order_ext.%s"
+						 " (CONSTRAINT %s CHECK (order_id >= " INT64_FORMAT " AND order_id < " INT64_FORMAT "))"
+						 " FOR VALUES FROM (" INT64_FORMAT ") TO (" INT64_FORMAT ")",
+						 quote_identifier(name), quote_identifier(OrderTables[i]),
+						 quote_identifier(psprintf("%s_bounds", name)), lo, hi, lo, hi);
 		RunDDLWithRetry(sql.data);
 		pfree(sql.data);
 
