@@ -425,12 +425,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = BgXactAbort(st->cxt);
 
-			MemoryContextSwitchTo(st->cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
 			MemoryContextSwitchTo(old);
 			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 				ReThrowError(edata);
@@ -641,6 +637,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
 	*skipped = false;
 	st.batch_size = batch_size;
 	st.pause_ms = pause_ms;
+	st.last_log = GetCurrentTimestamp();
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));
@@ -661,7 +658,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
 	oldcxt = MemoryContextSwitchTo(st.cxt);
 	PG_TRY();
 	{
-		Report(&st, psprintf("orders created before %s", timestamptz_to_str(cutoff)), true);
+		Report(&st, psprintf("orders created before %s", timestamptz_to_str(cutoff)), false);
 		nmonths = PrepareRun(&st, &months);
 		for (i = 0; i < nmonths; i++)
 		{
@@ -694,7 +691,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
 			}
 			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
 		}
-		Report(&st, "done", true);
+		Report(&st, "done", st.moved > 0);
 	}
 	PG_CATCH();
 	{
@@ -753,11 +750,8 @@ ArchiveWorkerMain(Datum main_arg)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(cxt);
 		EmitErrorReport();		/* the server log gets it with its context */
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
+		edata = BgXactAbort(cxt);
 		sh->sqlerrcode = edata->sqlerrcode;
 		strlcpy(sh->message, edata->message ? edata->message : "unknown error", sizeof(sh->message));
 		if (run_id > 0)

@@ -59,12 +59,14 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	/* defines the worker's GUCs: before the prefix is reserved */
+	WorkerInit();
+
 	MarkGUCPrefixReserved("order_ext");
 
 	OrderIdsInit();
 	EventsInit();
 	OrderPartitionsInit();
-	WorkerInit();
 }
 
 /*

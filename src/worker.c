@@ -34,7 +34,12 @@
 
 #include <signal.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -152,6 +157,24 @@ BgXactCommit(void)
 	CommitTransactionCommand();
 	if (xact_saved_cxt != NULL)
 		MemoryContextSwitchTo(xact_saved_cxt);
+}
+
+/*
+ * BgXactAbort
+ *		In PG_CATCH: the error (copied into cxt, and cleared), after aborting
+ *		the transaction that raised it; back in cxt.
+ */
+ErrorData *
+BgXactAbort(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(cxt);
+	return edata;
 }
 
 /*
@@ -464,13 +487,8 @@ WorkerRun(MemoryContext cxt)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = BgXactAbort(cxt);
 
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			MemoryContextSwitchTo(cxt);
 			failed = true;
 			appendStringInfo(&results, "%s\"%s\": null", j ? ", " : "", job->name);
 			appendStringInfo(&message, "%s%s failed: %s", message.len ? "; " : "", job->name,
@@ -546,13 +564,8 @@ OrderWorkerMain(Datum main_arg)
 			}
 			PG_CATCH();
 			{
-				ErrorData  *edata;
+				ErrorData  *edata = BgXactAbort(cxt);
 
-				MemoryContextSwitchTo(cxt);
-				edata = CopyErrorData();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				MemoryContextSwitchTo(cxt);
 				ereport(LOG, (errmsg("order_ext worker: run failed: %s", edata->message)));
 				FreeErrorData(edata);
 				pgstat_report_activity(STATE_IDLE, NULL);
@@ -590,6 +603,32 @@ LauncherExit(int code, Datum arg)
 }
 
 /*
+ * DatabaseOid
+ *		The database's oid, or InvalidOid.  A plain scan of pg_database (no
+ *		index: the launcher has no database, so it cannot build relcache
+ *		entries for indexes the shared init file lacks).
+ */
+static Oid
+DatabaseOid(const char *name)
+{
+	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
+	HeapTuple	tup;
+	Oid			result = InvalidOid;
+
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), name) == 0 && db->datallowconn)
+			result = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
  * LauncherSync
  *		Start the workers of the configured databases that are not running
  *		(when due), stop those of databases no longer configured; returns
@@ -609,6 +648,7 @@ LauncherSync(void)
 		launched[i].wanted = false;
 
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
 	{
 		char	   *name = tok;
@@ -644,7 +684,7 @@ LauncherSync(void)
 			strlcpy(w->dbname, name, NAMEDATALEN);
 		}
 		w->wanted = true;
-		w->dboid = get_database_oid(name, true);
+		w->dboid = DatabaseOid(name);
 		if (!OidIsValid(w->dboid) && !w->warned)
 		{
 			ereport(WARNING,
@@ -654,6 +694,7 @@ LauncherSync(void)
 		else if (OidIsValid(w->dboid))
 			w->warned = false;
 	}
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	for (i = 0; i < MAX_WORKERS; i++)
@@ -671,7 +712,7 @@ LauncherSync(void)
 			pfree(w->handle);
 			w->handle = NULL;
 			w->fast_failures = fast ? w->fast_failures + 1 : 0;
-			for (int k = 0; k < w->fast_failures && delay < MAX_BACKOFF_MS; k++)
+			for (int k = 1; k < w->fast_failures && delay < MAX_BACKOFF_MS; k++)
 				delay *= 2;
 			delay = Min(delay, MAX_BACKOFF_MS);
 			w->next_start = TimestampTzPlusMilliseconds(now, delay);
@@ -748,6 +789,9 @@ OrderLauncherMain(Datum main_arg)
 	pgstat_report_appname(LAUNCHER_TYPE);
 	before_shmem_exit(LauncherExit, (Datum) 0);
 	cxt = AllocSetContextCreate(TopMemoryContext, "order_ext launcher", ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG,
+			(errmsg("order_ext launcher started (order_ext.worker_databases = '%s')",
+					oe_worker_databases ? oe_worker_databases : "")));
 
 	for (;;)
 	{

@@ -11,6 +11,7 @@ extern void WorkerInit(void);
 /* a transaction of a background process, with SPI connected */
 extern void BgXactBegin(void);
 extern void BgXactCommit(void);
+extern ErrorData *BgXactAbort(MemoryContext cxt);
 
 /* order_ext.worker_runs: one row per run */
 extern int64 RunsBegin(const char *source);
