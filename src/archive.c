@@ -19,8 +19,11 @@
  *     bounds, so ATTACH does not scan them.
  *   - batches (the seed's way): by primary key below the cutoff id (an id
  *     encodes its creation time, so "created before the cutoff" is
- *     "order_id < min_order_id(cutoff)"), at most batch_size orders per
- *     transaction, pausing order_ext.archive_pause between batches.  Each
+ *     "order_id < min_order_id(cutoff)"): each transaction takes the next
+ *     batch_size orders in primary-key order (an index range scan, so a
+ *     batch costs the same at the start and the end of a month) and moves
+ *     the archivable ones among them, pausing order_ext.archive_pause
+ *     between batches.  Each
  *     batch first DELETEs the order rows (which locks them: every writer of
  *     an order's rows locks the order row first) and copies them into
  *     history, then moves the child rows of exactly those orders, each table
@@ -447,6 +450,56 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 }
 
 /*
+ * PrepareMonthPlans
+ *		The statements that move a batch of a month, by partition (no
+ *		routing, no pruning needed), kept across the month's transactions:
+ *		plans[0] moves the next batch_size orders' archivable ones and
+ *		returns the window's last id and the moved ids; plans[t] moves
+ *		table t's rows of those ids.
+ */
+static void
+PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
+{
+	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, INT4OID};
+	Oid			childtypes[1] = {INT8ARRAYOID};
+	char	   *sql;
+	int			t;
+
+	sql = psprintf("WITH pick AS ("
+				   " SELECT o.order_id, " ARCHIVABLE("$3") " AS ok FROM order_ext.%s o"
+				   " WHERE o.order_id > $1 AND o.order_id < $2"
+				   " ORDER BY o.order_id LIMIT $4),"
+				   " moved AS (DELETE FROM order_ext.%s o USING pick"
+				   " WHERE pick.ok AND o.order_id = pick.order_id AND " ARCHIVABLE("$3") " RETURNING o.*),"
+				   " ins AS (INSERT INTO order_ext.%s (%s) SELECT %s FROM moved RETURNING order_id)"
+				   " SELECT (SELECT max(order_id) FROM pick),"
+				   "        (SELECT array_agg(order_id ORDER BY order_id) FROM ins)",
+				   quote_identifier(m->live[0]), quote_identifier(m->live[0]),
+				   quote_identifier(m->hist[0]), st->columns[0], st->columns[0]);
+	/* custom plans: a generic one cannot see that the LIMIT is small */
+	plans[0] = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+	for (t = 1; t < OrderTablesCount; t++)
+	{
+		plans[t] = NULL;
+		if (m->live[t] == NULL)
+			continue;
+		sql = psprintf("WITH moved AS (DELETE FROM order_ext.%s WHERE order_id = ANY ($1) RETURNING *)"
+					   " INSERT INTO order_ext.%s (%s) SELECT %s FROM moved",
+					   quote_identifier(m->live[t]), quote_identifier(m->hist[t]),
+					   st->columns[t], st->columns[t]);
+		plans[t] = SPI_prepare(sql, 1, childtypes);
+	}
+	for (t = 0; t < OrderTablesCount; t++)
+	{
+		if (plans[t] == NULL && (t == 0 || m->live[t] != NULL))
+			elog(ERROR, "could not prepare the archive statements: %s",
+				 SPI_result_code_string(SPI_result));
+		if (plans[t] != NULL && SPI_keepplan(plans[t]) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+	}
+}
+
+/*
  * MonthBatches
  *		Move the archivable orders of a month below 'upper', batch_size per
  *		transaction, into the month's history partitions (made if missing).
@@ -455,8 +508,8 @@ static void
 MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 {
 	StringInfoData sql;
-	char	   *move_orders;
-	char	   *move_child[MAX_TABLES];
+	SPIPlanPtr	plans[MAX_TABLES] = {NULL};
+	Datum		values[4];
 	char		what[128];
 	int64		last = m->lo - 1;
 	int			t;
@@ -472,7 +525,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 	}
 
 	/* the history partitions of this month */
-	initStringInfo(&sql);		/* in st->cxt: it outlives the transactions */
+	initStringInfo(&sql);
 	BgXactBegin();
 	SetLockTimeout();
 	for (t = 0; t < OrderTablesCount; t++)
@@ -488,41 +541,11 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 	}
 	BgXactCommit();
 
-	/* the statements, by partition: no routing, no pruning needed */
-	resetStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "WITH pick AS ("
-					 " SELECT o.order_id FROM order_ext.%s o"
-					 " WHERE o.order_id > $1 AND o.order_id < $2 AND " ARCHIVABLE("$3")
-					 " ORDER BY o.order_id LIMIT $4),"
-					 " moved AS (DELETE FROM order_ext.%s o USING pick"
-					 " WHERE o.order_id = pick.order_id AND " ARCHIVABLE("$3") " RETURNING o.*),"
-					 " ins AS (INSERT INTO order_ext.%s (%s) SELECT %s FROM moved RETURNING order_id)"
-					 " SELECT (SELECT max(order_id) FROM pick),"
-					 "        (SELECT array_agg(order_id ORDER BY order_id) FROM ins)",
-					 quote_identifier(m->live[0]), quote_identifier(m->live[0]),
-					 quote_identifier(m->hist[0]), st->columns[0], st->columns[0]);
-	move_orders = MemoryContextStrdup(st->cxt, sql.data);
-	for (t = 1; t < OrderTablesCount; t++)
-	{
-		move_child[t] = NULL;
-		if (m->live[t] == NULL)
-			continue;
-		resetStringInfo(&sql);
-		appendStringInfo(&sql,
-						 "WITH moved AS (DELETE FROM order_ext.%s WHERE order_id = ANY ($1) RETURNING *)"
-						 " INSERT INTO order_ext.%s (%s) SELECT %s FROM moved",
-						 quote_identifier(m->live[t]), quote_identifier(m->hist[t]),
-						 st->columns[t], st->columns[t]);
-		move_child[t] = MemoryContextStrdup(st->cxt, sql.data);
-	}
 	snprintf(what, sizeof(what), "batches of %s", m->live[0]);
 	Report(st, what, true);
 
 	for (;;)
 	{
-		Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, INT4OID};
-		Datum		values[4];
 		bool		isnull;
 		bool		ids_null;
 		Datum		ids;
@@ -530,27 +553,34 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 
 		CHECK_FOR_INTERRUPTS();
 		BgXactBegin();
+		/* a crash can lose the last batches, not split them: no need to wait for the flush */
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+		if (plans[0] == NULL)
+			PrepareMonthPlans(st, m, plans);
 		values[0] = Int64GetDatum(last);
 		values[1] = Int64GetDatum(upper);
 		values[2] = st->terminal;
 		values[3] = Int32GetDatum(st->batch_size);
-		if (SPI_execute_with_args(move_orders, 4, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(plans[0], values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not move a batch of orders");
 		picked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		if (isnull)
 		{
+			for (t = 0; t < OrderTablesCount; t++)
+				if (plans[t] != NULL)
+					SPI_freeplan(plans[t]);
 			BgXactCommit();
 			break;
 		}
 		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &ids_null);
 		if (!ids_null)
 		{
-			Oid			childtypes[1] = {INT8ARRAYOID};
 			ArrayType  *arr = DatumGetArrayTypeP(ids);
 
 			for (t = 1; t < OrderTablesCount; t++)
-				if (move_child[t] != NULL &&
-					SPI_execute_with_args(move_child[t], 1, childtypes, &ids, NULL, false, 0) != SPI_OK_INSERT)
+				if (plans[t] != NULL &&
+					SPI_execute_plan(plans[t], &ids, NULL, false, 0) != SPI_OK_INSERT)
 					elog(ERROR, "could not move the rows of %s", m->live[t]);
 			st->moved += ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 		}

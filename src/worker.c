@@ -441,14 +441,14 @@ WorkerRun(MemoryContext cxt)
 
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("order_ext", true));
+	if (!installed && !warned_missing)
+		ereport(LOG,
+				(errmsg("order_ext worker: extension order_ext is not installed in database \"%s\"; waiting for it",
+						get_database_name(MyDatabaseId))));
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
 	if (!installed)
 	{
-		if (!warned_missing)
-			ereport(LOG,
-					(errmsg("order_ext worker: extension order_ext is not installed in database \"%s\"; waiting for it",
-							get_database_name(MyDatabaseId))));
 		warned_missing = true;
 		return;
 	}
