@@ -41,6 +41,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -739,6 +741,19 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
 }
 
 /*
+ * ArchiveNice
+ *		Background work yields the CPU to live traffic: a lower scheduling
+ *		priority for this process (nice 10; it never holds a lock live
+ *		traffic waits for, except the old rows it moves).
+ */
+void
+ArchiveNice(void)
+{
+	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
+		ereport(DEBUG1, (errmsg("order_ext: could not lower the process priority: %m")));
+}
+
+/*
  * ArchiveWorkerMain
  *		The dynamic background worker archive() starts: attach to its shared
  *		memory, connect as the caller, run, record the run, hand back.
@@ -753,6 +768,7 @@ ArchiveWorkerMain(Datum main_arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	ArchiveNice();
 
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "order_ext archive");
 	seg = dsm_attach(DatumGetUInt32(main_arg));

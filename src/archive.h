@@ -9,6 +9,7 @@
 
 extern int	oe_archive_pause_ms;
 
+extern void ArchiveNice(void);
 extern bool ArchiveCovers(int64 order_id);
 extern int64 ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
 						bool wait_for_lock, bool *skipped);

@@ -526,6 +526,7 @@ OrderWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname(WORKER_TYPE);
+	ArchiveNice();
 	cxt = AllocSetContextCreate(TopMemoryContext, "order_ext worker", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(cxt);
 
