@@ -863,16 +863,9 @@ archive(PG_FUNCTION_ARGS)
 	sh->batch_size = batch_size;
 	sh->pause_ms = oe_archive_pause_ms;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "order_ext");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ArchiveWorkerMain");
+	BgWorkerFill(&worker, "ArchiveWorkerMain", "order_ext archive",
+				 UInt32GetDatum(dsm_segment_handle(seg)));
 	snprintf(worker.bgw_name, BGW_MAXLEN, "order_ext archive for PID %d", MyProcPid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "order_ext archive");
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),

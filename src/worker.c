@@ -131,6 +131,27 @@ PGDLLEXPORT void OrderWorkerMain(Datum main_arg);
  */
 
 /*
+ * BgWorkerFill
+ *		An order_ext background process with a database connection, started
+ *		after recovery, not restarted by the postmaster, that tells this
+ *		process when it starts and stops.
+ */
+void
+BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "order_ext");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	worker->bgw_main_arg = arg;
+	worker->bgw_notify_pid = MyProcPid;
+}
+
+/*
  * BgXactBegin
  *		Start a transaction with SPI connected and a snapshot pushed.
  */
@@ -738,16 +759,8 @@ LauncherSync(void)
 				MemoryContext old;
 				bool		ok;
 
-				memset(&worker, 0, sizeof(worker));
-				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-				worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-				worker.bgw_restart_time = BGW_NEVER_RESTART;
-				snprintf(worker.bgw_library_name, BGW_MAXLEN, "order_ext");
-				snprintf(worker.bgw_function_name, BGW_MAXLEN, "OrderWorkerMain");
+				BgWorkerFill(&worker, "OrderWorkerMain", WORKER_TYPE, ObjectIdGetDatum(w->dboid));
 				snprintf(worker.bgw_name, BGW_MAXLEN, "order_ext worker for database %s", w->dbname);
-				snprintf(worker.bgw_type, BGW_MAXLEN, WORKER_TYPE);
-				worker.bgw_main_arg = ObjectIdGetDatum(w->dboid);
-				worker.bgw_notify_pid = MyProcPid;
 				old = MemoryContextSwitchTo(TopMemoryContext);	/* the handle outlives the loop */
 				ok = RegisterDynamicBackgroundWorker(&worker, &w->handle);
 
@@ -865,13 +878,8 @@ WorkerInit(void)
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = WorkerProcessUtility;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "order_ext");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "OrderLauncherMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, LAUNCHER_TYPE);
-	snprintf(worker.bgw_type, BGW_MAXLEN, LAUNCHER_TYPE);
+	BgWorkerFill(&worker, "OrderLauncherMain", LAUNCHER_TYPE, (Datum) 0);
+	worker.bgw_restart_time = 5;	/* the postmaster restarts it: it never exits with 0 */
+	worker.bgw_notify_pid = 0;
 	RegisterBackgroundWorker(&worker);
 }

@@ -6,7 +6,10 @@
 #ifndef ORDER_EXT_WORKER_H
 #define ORDER_EXT_WORKER_H
 
+#include "postmaster/bgworker.h"
+
 extern void WorkerInit(void);
+extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
 
 /* a transaction of a background process, with SPI connected */
 extern void BgXactBegin(void);
