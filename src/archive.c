@@ -389,7 +389,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 							 "SELECT count(*), count(*) FILTER (WHERE NOT " ARCHIVABLE("$1") ")"
 							 " FROM order_ext.%s o", quote_identifier(m->live[0]));
 			values[0] = st->terminal;
-			if (SPI_execute_with_args(sql.data, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			/* not read-only: a snapshot taken after the lock sees every committed row */
+			if (SPI_execute_with_args(sql.data, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not check the month");
 			total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			blocked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -398,6 +399,7 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 				SPI_finish();
 				PopActiveSnapshot();
 				AbortCurrentTransaction();
+				MemoryContextSwitchTo(old);
 				result = -1;
 			}
 			else
