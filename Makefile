@@ -46,7 +46,8 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 # the parts that are new since 0.1, the role_grants rows of 0.1's objects,
 # then the privileges, dump and partitions parts (idempotent or new).
 UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql src/sql/55_money.sql \
-                  src/sql/56_after_sales.sql src/sql/57_split.sql src/sql/58_outbox.sql src/sql/80_requests.sql
+                  src/sql/56_after_sales.sql src/sql/57_split.sql src/sql/58_outbox.sql src/sql/60_archive.sql \
+                  src/sql/70_worker.sql src/sql/80_requests.sql
 UPGRADE_0_1_OLD = src/sql/02_ids.sql src/sql/10_machines.sql src/sql/20_order_tables.sql \
                   src/sql/30_partitions.sql src/sql/40_create_order.sql src/sql/50_state_machine.sql
 UPGRADE_0_1_END = src/sql/90_privileges.sql src/sql/98_dump.sql src/sql/99_ready.sql

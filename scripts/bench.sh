@@ -39,6 +39,11 @@ COMPARISONS=(
 	"life_order_allrows life_order_allrows.baseline.sql life_order.ours.sql"
 )
 
+# BENCH_ONLY=archive: only the archiving section (scripts/bench_archive.sh)
+[ "${BENCH_ONLY:-}" = archive ] && COMPARISONS=()
+# shellcheck source=scripts/bench_archive.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_archive.sh"
+
 DIR=${OE_TMP}_bench
 PORT=$((OE_PORT_BASE + 2))
 BENCH=$OE_ROOT/test/bench
@@ -132,7 +137,15 @@ done
 echo
 echo "$table"
 echo "(ratio = order_ext tps / baseline tps; mean of the runs of each side)"
+
+# archiving: its own measurements, at the end (it fills the cluster with two
+# months of orders); BENCH_ARCHIVE=0 skips it
+ARCHIVE_TABLE=""
+if [ "${BENCH_ARCHIVE:-1}" = 1 ]; then
+	echo
+	archive_bench || status=1
+fi
 mkdir -p "$RESULTS"
-printf '%s\n%s\n\n%s\n' "$header" "$runs" "$table" >"$RESULTS/latest.txt"
+printf '%s\n%s\n\n%s\n\n%s\n' "$header" "$runs" "$table" "$ARCHIVE_TABLE" >"$RESULTS/latest.txt"
 echo "written to ${RESULTS#"$OE_ROOT"/}/latest.txt"
 exit "$status"

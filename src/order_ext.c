@@ -16,6 +16,7 @@
 
 #include "events.h"
 #include "order_ext.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -70,6 +71,8 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+	/* defines the worker's GUCs: before the prefix is reserved */
+	WorkerInit();
 
 	MarkGUCPrefixReserved("order_ext");
 

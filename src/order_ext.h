@@ -42,6 +42,8 @@
 /* advisory locks: (class, key) pairs of pg_advisory_xact_lock(int, int) */
 #define OE_ADVISORY_CLASS		0x4F45	/* "OE" */
 #define OE_LOCK_PARTITIONS		1
+#define OE_LOCK_ARCHIVE			2	/* one archive run at a time (session lock) */
+#define OE_LOCK_WORKER			3	/* one background worker per database (session lock) */
 
 /* GUCs (order_ext.c) */
 extern int	oe_node_id;
@@ -58,6 +60,10 @@ extern TimestampTz OrderIdTime(int64 order_id);
 extern void OrderPartitionsInit(void);
 extern void OrderPartitionCheck(Relation rel, int64 order_id);
 extern void OrderPartitionRelease(Oid relid);
+extern void OrderPartitionAdopt(Oid relid);
+extern void RunDDLWithRetry(const char *sql);
+extern const char *const OrderTables[];
+extern const int OrderTablesCount;
 
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);

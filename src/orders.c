@@ -29,6 +29,7 @@
 #include "utils/numeric.h"
 #include "utils/uuid.h"
 
+#include "archive.h"
 #include "events.h"
 #include "jsonin.h"
 #include "machine.h"
@@ -85,6 +86,7 @@ typedef struct CreateRequest
 static SPIPlanPtr insert_order_plan = NULL;
 static SPIPlanPtr insert_order_plain_plan = NULL;
 static SPIPlanPtr select_order_plan = NULL;
+static SPIPlanPtr select_archived_plan = NULL;
 static Oid	orders_relid = InvalidOid;
 
 PG_FUNCTION_INFO_V1(create_order);
@@ -508,11 +510,12 @@ ParseRequest(FunctionCallInfo fcinfo, CreateRequest *req)
 
 /*
  * ExistingOrder
- *		The existing order with this id if it was created by the same
- *		request; OE004 if by another.
+ *		The existing order with this id (live, or archived if 'archived') if
+ *		it was created by the same request; OE004 if by another; (Datum) 0
+ *		if there is none.
  */
 static Datum
-ExistingOrder(CreateRequest *req)
+ExistingOrder(CreateRequest *req, bool archived)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
@@ -521,9 +524,15 @@ ExistingOrder(CreateRequest *req)
 	Datum		hash;
 	int			ret;
 
-	plan = OrderPlan(&select_order_plan,
-					 "SELECT o, o.request_hash FROM order_ext.orders o WHERE o.order_id = $1",
-					 1, argtypes);
+	if (archived)
+		plan = OrderPlan(&select_archived_plan,
+						 "SELECT pg_catalog.jsonb_populate_record(NULL::order_ext.orders, pg_catalog.to_jsonb(h)),"
+						 " h.request_hash FROM order_ext.orders_history h WHERE h.order_id = $1",
+						 1, argtypes);
+	else
+		plan = OrderPlan(&select_order_plan,
+						 "SELECT o, o.request_hash FROM order_ext.orders o WHERE o.order_id = $1",
+						 1, argtypes);
 	values[0] = Int64GetDatum(req->order_id);
 	ret = SPI_execute_plan(plan, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
@@ -716,28 +725,46 @@ create_order(PG_FUNCTION_ARGS)
 	memset(&req, 0, sizeof(req));
 	ParseRequest(fcinfo, &req);
 
-	/* a clear error naming create_partitions, not the executor's */
-	rel = table_open(OrdersRelid(), RowExclusiveLock);
-	OrderPartitionCheck(rel, req.order_id);
-	table_close(rel, NoLock);
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	for (attempt = 0;; attempt++)
+	/*
+	 * An archived order keeps its id: the same request returns it (as
+	 * archived, unchanged), another is OE004.  Only ids of months that
+	 * history has a partition for can be archived (a relcache lookup).
+	 */
+	row = ArchiveCovers(req.order_id) ? ExistingOrder(&req, true) : (Datum) 0;
+
+	if (row == (Datum) 0)
+	{
+		/* a clear error naming create_partitions, not the executor's */
+		rel = table_open(OrdersRelid(), RowExclusiveLock);
+		OrderPartitionCheck(rel, req.order_id);
+		table_close(rel, NoLock);
+	}
+
+	for (attempt = 0; row == (Datum) 0; attempt++)
 	{
 		row = InsertOrder(&req);
 		if (row != (Datum) 0)
 		{
+			/* archived between the check above and the insert: refuse */
+			if (ArchiveCovers(req.order_id) && ExistingOrder(&req, true) != (Datum) 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("order " INT64_FORMAT " was archived while it was being created again",
+								req.order_id),
+						 errhint("Retry: the archived order is then returned.")));
 			ReserveStock(&req);
 			OrderNotify(req.order_id);
 			break;
 		}
 		/* the id exists: same request returns it, another is OE004 */
-		row = ExistingOrder(&req);
+		row = ExistingOrder(&req, false);
+		if (row == (Datum) 0 && ArchiveCovers(req.order_id))
+			row = ExistingOrder(&req, true);	/* archived meanwhile */
 		if (row != (Datum) 0)
 			break;
-		/* it vanished between the two statements (archived?): try again */
 		if (attempt >= 2)
 			elog(ERROR, "order " INT64_FORMAT " conflicts but cannot be read", req.order_id);
 	}

@@ -55,10 +55,15 @@
 
 #include "order_ext.h"
 
-/* Every per-order table partitioned by order_id on the same monthly bounds. */
-static const char *const OrderTables[] = {
+/*
+ * Every per-order table partitioned by order_id on the same monthly bounds
+ * (orders first).  archive.c moves a month of all of them together, into
+ * their history twins <table>_history.
+ */
+const char *const OrderTables[] = {
 	"orders", "order_items", "order_payments", "order_discounts", "order_events",
 };
+const int	OrderTablesCount = lengthof(OrderTables);
 
 #define DDL_ATTEMPTS 5
 
@@ -67,7 +72,7 @@ PG_FUNCTION_INFO_V1(maintain);
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
-static int	CreateMonths(TimestampTz from, TimestampTz to);
+static int	CreateMonths(TimestampTz from, TimestampTz to, const char *suffix);
 static void PartitionsProcessUtility(PlannedStmt *pstmt, const char *queryString,
 									 bool readOnlyTree, ProcessUtilityContext context,
 									 ParamListInfo params, QueryEnvironment *queryEnv,
@@ -104,7 +109,7 @@ RelOwner(Oid relid)
 }
 
 /*
- * PartitionAdopt
+ * OrderPartitionAdopt
  *		Make a new partition a member of the extension and register it with
  *		pg_extension_config_dump, so that pg_dump keeps its rows (see the
  *		file header).  Inside our own CREATE EXTENSION the membership is
@@ -112,8 +117,8 @@ RelOwner(Oid relid)
  *		pg_extension_config_dump, which runs only inside CREATE EXTENSION,
  *		is called as if it were.
  */
-static void
-PartitionAdopt(Oid relid)
+void
+OrderPartitionAdopt(Oid relid)
 {
 	Oid			extoid = get_extension_oid("order_ext", false);
 	bool		save_creating = creating_extension;
@@ -187,6 +192,7 @@ RestoreMonthForCopy(CopyStmt *stmt)
 	char		tail;
 	struct pg_tm tm;
 	TimestampTz start;
+	const char *suffix = "";
 
 	if (!stmt->is_from || rv == NULL || rv->schemaname == NULL ||
 		strcmp(rv->schemaname, "order_ext") != 0 || !IsTransactionState())
@@ -195,16 +201,26 @@ RestoreMonthForCopy(CopyStmt *stmt)
 	if (!OidIsValid(nspid) || OidIsValid(get_relname_relid(rv->relname, nspid)) ||
 		!OidIsValid(get_extension_oid("order_ext", true)))
 		return;
-	for (i = 0; i < (int) lengthof(OrderTables); i++)
+	/* <table>_pYYYY_MM or <table>_history_pYYYY_MM (an archived month) */
+	for (i = 0; i < (int) lengthof(OrderTables) && !OidIsValid(parent); i++)
 	{
-		size_t		len = strlen(OrderTables[i]);
+		const char *const suffixes[] = {"", "_history"};
+		int			k;
 
-		if (strncmp(rv->relname, OrderTables[i], len) == 0 &&
-			strlen(rv->relname) == len + 9 &&
-			sscanf(rv->relname + len, "_p%4d_%2d%c", &year, &month, &tail) == 2)
+		for (k = 0; k < (int) lengthof(suffixes) && !OidIsValid(parent); k++)
 		{
-			parent = get_relname_relid(OrderTables[i], nspid);
-			break;
+			char		name[NAMEDATALEN];
+			size_t		len;
+
+			snprintf(name, sizeof(name), "%s%s", OrderTables[i], suffixes[k]);
+			len = strlen(name);
+			if (strncmp(rv->relname, name, len) == 0 &&
+				strlen(rv->relname) == len + 9 &&
+				sscanf(rv->relname + len, "_p%4d_%2d%c", &year, &month, &tail) == 2)
+			{
+				parent = get_relname_relid(name, nspid);
+				suffix = suffixes[k];
+			}
 		}
 	}
 	if (!OidIsValid(parent) || year < 2020 || year > 2089 || month < 1 || month > 12)
@@ -221,7 +237,7 @@ RestoreMonthForCopy(CopyStmt *stmt)
 		return;
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	(void) CreateMonths(start, start);
+	(void) CreateMonths(start, start, suffix);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	ereport(NOTICE,
 			(errmsg("order_ext: created the partitions of %04d-%02d for the rows of %s",
@@ -273,10 +289,10 @@ MonthStart(TimestampTz t, int add)
 
 /*
  * RunDDLWithRetry
- *		Execute one DDL statement in a subtransaction with a short
- *		lock_timeout, retrying a few times if the lock is not available.
+ *		Execute one DDL statement in a subtransaction, retrying a few times if
+ *		its lock is not available within lock_timeout (which the caller sets).
  */
-static void
+void
 RunDDLWithRetry(const char *sql)
 {
 	volatile int attempt;
@@ -331,7 +347,7 @@ RunDDLWithRetry(const char *sql)
  *		'month'.  Returns true if the orders partition was new.
  */
 static bool
-CreateMonth(Oid nspid, TimestampTz month)
+CreateMonth(Oid nspid, TimestampTz month, const char *suffix)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -349,21 +365,32 @@ CreateMonth(Oid nspid, TimestampTz month)
 		StringInfoData sql;
 		Oid			relid;
 
-		snprintf(name, sizeof(name), "%s_p%04d_%02d", OrderTables[i], tm.tm_year, tm.tm_mon);
+		char		parent[NAMEDATALEN];
+
+		snprintf(parent, sizeof(parent), "%s%s", OrderTables[i], suffix);
+		snprintf(name, sizeof(name), "%s_p%04d_%02d", parent, tm.tm_year, tm.tm_mon);
 		if (OidIsValid(get_relname_relid(name, nspid)))
 			continue;
 
+		/*
+		 * The CHECK constraint repeats the bounds: archive.c detaches a
+		 * month and attaches it to the history tables, and ATTACH PARTITION
+		 * skips scanning the rows when a valid constraint proves the bounds.
+		 */
 		initStringInfo(&sql);
 		appendStringInfo(&sql,
-						 "CREATE TABLE order_ext.%s PARTITION OF order_ext.%s FOR VALUES FROM (" INT64_FORMAT ") TO (" INT64_FORMAT ")",
-						 quote_identifier(name), quote_identifier(OrderTables[i]), lo, hi);
+						 "CREATE TABLE order_ext.%s PARTITION OF order_ext.%s"
+						 " (CONSTRAINT %s CHECK (order_id >= " INT64_FORMAT " AND order_id < " INT64_FORMAT "))"
+						 " FOR VALUES FROM (" INT64_FORMAT ") TO (" INT64_FORMAT ")",
+						 quote_identifier(name), quote_identifier(parent),
+						 quote_identifier(psprintf("%s_bounds", name)), lo, hi, lo, hi);
 		RunDDLWithRetry(sql.data);
 		pfree(sql.data);
 
 		relid = get_relname_relid(name, nspid);
 		if (!OidIsValid(relid))
 			elog(ERROR, "partition order_ext.%s was not created", name);
-		PartitionAdopt(relid);
+		OrderPartitionAdopt(relid);
 		if (i == 0)
 			created_orders = true;
 		ereport(DEBUG1, (errmsg("order_ext: created partition order_ext.%s", name)));
@@ -377,7 +404,7 @@ CreateMonth(Oid nspid, TimestampTz month)
  *		'to'; returns how many months were new.
  */
 static int
-CreateMonths(TimestampTz from, TimestampTz to)
+CreateMonths(TimestampTz from, TimestampTz to, const char *suffix)
 {
 	Oid			nspid = get_namespace_oid("order_ext", false);
 	TimestampTz month;
@@ -422,7 +449,7 @@ CreateMonths(TimestampTz from, TimestampTz to)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	for (; month <= last; month = MonthStart(month, 1))
-		if (CreateMonth(nspid, month))
+		if (CreateMonth(nspid, month, suffix))
 			created++;
 	SPI_finish();
 
@@ -447,7 +474,7 @@ create_partitions(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be NULL", PG_ARGISNULL(0) ? "from_time" : "to_time")));
-	PG_RETURN_INT32(CreateMonths(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_TIMESTAMPTZ(1)));
+	PG_RETURN_INT32(CreateMonths(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_TIMESTAMPTZ(1), ""));
 }
 
 /*
@@ -460,7 +487,7 @@ maintain(PG_FUNCTION_ARGS)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	PG_RETURN_INT32(CreateMonths(now, MonthStart(now, 3)));
+	PG_RETURN_INT32(CreateMonths(now, MonthStart(now, 3), ""));
 }
 
 /*

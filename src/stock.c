@@ -1055,7 +1055,8 @@ stock_available(PG_FUNCTION_ARGS)
 
 /*
  * set_purchase_limit(sku, per_buyer)
- *		Setting a limit (re)counts what every buyer holds of the SKU now.
+ *		Setting a limit (re)counts what every buyer holds of the SKU now,
+ *		in live and archived orders.
  */
 Datum
 set_purchase_limit(PG_FUNCTION_ARGS)
@@ -1089,8 +1090,11 @@ set_purchase_limit(PG_FUNCTION_ARGS)
 								   2, types, values, nulls, false, 0) != SPI_OK_INSERT ||
 			 SPI_execute_with_args("INSERT INTO order_ext.buyer_holdings (buyer_id, sku, qty)"
 								   " SELECT o.buyer_id, $1, sum(i.qty - i.refunded_qty)"
-								   " FROM order_ext.order_items i JOIN order_ext.orders o ON o.order_id = i.order_id"
-								   " WHERE i.sku = $1 AND o.status NOT IN ('cancelled', 'closed', 'split')"
+								   " FROM (SELECT order_id, qty, refunded_qty FROM order_ext.order_items WHERE sku = $1"
+								   "       UNION ALL"
+								   "       SELECT order_id, qty, refunded_qty FROM order_ext.order_items_history WHERE sku = $1) i"
+								   " JOIN order_ext.all_orders o ON o.order_id = i.order_id"
+								   " WHERE o.status NOT IN ('cancelled', 'closed', 'split')"
 								   " GROUP BY o.buyer_id HAVING sum(i.qty - i.refunded_qty) > 0",
 								   1, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not set the purchase limit");

@@ -32,6 +32,7 @@ static SPIPlanPtr schedule_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 
 PG_FUNCTION_INFO_V1(run_timers);
+PG_FUNCTION_INFO_V1(run_timers_claimed);
 
 /*
  * TimersArrays
@@ -164,15 +165,15 @@ FireTimer(Timer *tm, Jsonb *payload)
 }
 
 /*
- * run_timers(max) -> int
- *		Fire up to max due timers; returns how many fired.
+ * RunTimers
+ *		Fire up to max due timers; returns how many fired, and in *claimed
+ *		how many were due and handled (fired, or dropped as stale).
  */
-Datum
-run_timers(PG_FUNCTION_ARGS)
+static int
+RunTimers(int32 max, uint64 *claimed)
 {
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1];
-	int32		max = PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0);
 	SPIPlanPtr	plan;
 	Timer	   *timers;
 	uint64		n;
@@ -184,8 +185,9 @@ run_timers(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max must not be negative")));
+	*claimed = 0;
 	if (max == 0)
-		PG_RETURN_INT32(0);
+		return 0;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -204,6 +206,7 @@ run_timers(PG_FUNCTION_ARGS)
 
 	/* copy out: SPI calls below reuse the tuple table */
 	n = SPI_processed;
+	*claimed = n;
 	timers = palloc(sizeof(Timer) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
@@ -235,5 +238,31 @@ run_timers(PG_FUNCTION_ARGS)
 		ereport(DEBUG1,
 				(errmsg("order_ext: run_timers claimed %llu due timers, fired %d",
 						(unsigned long long) n, fired)));
-	PG_RETURN_INT32(fired);
+	return fired;
+}
+
+/*
+ * run_timers(max) -> int
+ *		Fire up to max due timers; returns how many fired.
+ */
+Datum
+run_timers(PG_FUNCTION_ARGS)
+{
+	uint64		claimed;
+
+	PG_RETURN_INT32(RunTimers(PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0), &claimed));
+}
+
+/*
+ * run_timers_claimed(max) -> int
+ *		Like run_timers, but returns how many due timers were handled (fired
+ *		or dropped), so that the background worker loops until none are due.
+ */
+Datum
+run_timers_claimed(PG_FUNCTION_ARGS)
+{
+	uint64		claimed;
+
+	(void) RunTimers(PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0), &claimed);
+	PG_RETURN_INT32((int32) claimed);
 }

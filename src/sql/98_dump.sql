@@ -30,6 +30,8 @@ SELECT pg_catalog.pg_extension_config_dump('order_ext.reservations', '');
 SELECT pg_catalog.pg_extension_config_dump('order_ext.purchase_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('order_ext.buyer_holdings', '');
 SELECT pg_catalog.pg_extension_config_dump('order_ext.after_sales', '');
+SELECT pg_catalog.pg_extension_config_dump('order_ext.worker_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('order_ext.worker_runs_id_seq', '');
 
 -- The configuration rows as shipped: one row per shipped row, by the
 -- table's primary key.

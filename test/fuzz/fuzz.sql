@@ -16,7 +16,7 @@
 --     discount_total + shipping_fee, paid_total and refunded_total = the
 --     payment and refund rows, line refunds within bounds;
 --   - stock must be consistent: check_stock() empty, purchase-limit holdings
---     = what the buyers' live orders hold.
+--     = what the buyers' orders hold, live or archived.
 -- A failure is recorded with the seed, the step and the call, so that
 -- CALL fuzz.run(seed, step) reproduces it.  Functions of capabilities that
 -- are not installed are skipped (to_regproc).
@@ -151,7 +151,10 @@ CREATE FUNCTION fuzz.stock_problems() RETURNS SETOF text LANGUAGE sql AS $$
     SELECT format('holdings of buyer %s for %s: %s, orders hold %s', h.buyer_id, h.sku, h.qty, coalesce(x.q, 0))
     FROM order_ext.buyer_holdings h
     LEFT JOIN (SELECT o.buyer_id, i.sku, sum(i.qty - i.refunded_qty) AS q
-               FROM order_ext.order_items i JOIN order_ext.orders o ON o.order_id = i.order_id
+               FROM (SELECT order_id, sku, qty, refunded_qty FROM order_ext.order_items
+                     UNION ALL
+                     SELECT order_id, sku, qty, refunded_qty FROM order_ext.order_items_history) i
+               JOIN order_ext.all_orders o ON o.order_id = i.order_id
                WHERE o.status NOT IN ('cancelled', 'closed', 'split')
                GROUP BY 1, 2) x ON x.buyer_id = h.buyer_id AND x.sku = h.sku
     WHERE h.qty <> coalesce(x.q, 0)
@@ -359,11 +362,13 @@ DECLARE
     i int;
 BEGIN
     PERFORM setseed((seed % 1000000) / 1000000.0);
-    -- the stock pool (idempotent)
-    PERFORM order_ext.set_stock('FZ-N1', 500), order_ext.set_stock('FZ-N2', 40),
-            order_ext.set_stock('FZ-HOT', 300, hot => true, buckets => 4),
-            order_ext.set_stock('FZ-PAY', 30, 'on_pay'), order_ext.set_stock('FZ-LIM', 1000),
-            order_ext.set_purchase_limit('FZ-LIM', 5), order_ext.set_purchase_limit('FZ-COUPON', 2);
+    -- the stock pool (again for a second seed: on top of what is reserved)
+    PERFORM order_ext.set_stock(v.sku, v.units + coalesce(s.reserved, 0), v.policy, v.hot, 4)
+    FROM (VALUES ('FZ-N1', 500, 'on_create', false), ('FZ-N2', 40, 'on_create', false),
+                 ('FZ-HOT', 300, 'on_create', true), ('FZ-PAY', 30, 'on_pay', false),
+                 ('FZ-LIM', 1000, 'on_create', false)) AS v(sku, units, policy, hot)
+    LEFT JOIN order_ext.stock s ON s.sku = v.sku;
+    PERFORM order_ext.set_purchase_limit('FZ-LIM', 5), order_ext.set_purchase_limit('FZ-COUPON', 2);
     COMMIT;
     FOR i IN 1 .. steps LOOP
         PERFORM fuzz.step(seed, i);

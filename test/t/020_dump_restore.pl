@@ -93,6 +93,19 @@ COMMIT;
 SELECT order_ext.issue_token('1 day');
 });
 my $token = $node->safe_psql($src, 'SELECT order_ext.issue_token(\'1 day\')');
+# history: the imported month, all finished, moves whole (detach/attach);
+# last month's cancelled orders move by batch
+is($node->safe_psql($src, q{
+SELECT count(*) FROM order_ext.orders o, LATERAL order_ext.fire(o.order_id, 'cancel', actor => 'buyer') f
+WHERE o.order_id < order_ext.min_order_id('2024-02-01') AND o.status = 'pending_payment'}),
+	'4', 'the imported month: its open orders cancelled');
+is($node->safe_psql($src, q{SELECT order_ext.archive('20 days', 100) >= 6}), 't',
+	'archive() moved the imported month and last month\'s cancelled orders to history');
+is($node->safe_psql($src, q{
+SELECT (SELECT count(*) FROM order_ext.orders_history) > 5,
+       (SELECT count(*) FROM order_ext.order_items_history) > 5,
+       (SELECT count(*) FROM order_ext.order_events_history) > 5}),
+	't|t|t', 'history holds orders, items and events before the dump');
 
 # Every table (parents and partitions alike) and sequence of schema
 # order_ext: name, rows, md5 of the sorted rows.
@@ -121,8 +134,8 @@ SELECT string_agg(format('%s %s %s', rel, rows, md5), E'\n' ORDER BY rel) FROM f
 my $before = $node->safe_psql($src, $fingerprint_sql);
 my @tables = split /\n/, $before;
 cmp_ok(scalar(@tables), '>=', 30, 'source: ' . scalar(@tables) . ' tables and sequences in schema order_ext');
-like($before, qr/^order_ext\.orders_p2024_01 5 /m, 'source: the imported month holds its 5 orders');
-like($before, qr/^order_ext\.orders 23 /m, 'source: 23 orders');
+like($before, qr/^order_ext\.orders_history_p2024_01 5 /m, 'source: the imported month, archived whole, holds its 5 orders');
+like($before, qr/^order_ext\.orders 17 /m, 'source: 17 live orders (23 made, 6 archived)');
 
 my $dump = $node->basedir . '/oe.dump';
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr($src), '-f', $dump ], 'pg_dump -Fc');
@@ -198,9 +211,10 @@ is($node->safe_psql($db, qq{
 SELECT status || ' v' || version FROM order_ext.fire($order, 'cancel', 1, 'buyer')}),
 	'cancelled v2', 'fire() on a restored order');
 is($node->safe_psql($db, q{
-SELECT status || ' v' || version FROM order_ext.fire(order_ext.min_order_id('2024-01-10') + 4, 'modify', 1, 'buyer',
-                                                      '{"attrs": {"late": true}}')}),
-	'pending_payment v2', 'fire() on a restored order of the imported month');
+SELECT f.status || ' v' || f.version
+FROM order_ext.orders o, LATERAL order_ext.fire(o.order_id, 'modify', 1, 'buyer', '{"attrs": {"late": true}}') f
+WHERE o.buyer_id = 204}),
+	'pending_payment v2', 'fire() on a restored order of last month');
 is($node->safe_psql($db, q{
 SELECT status || ' v' || version || ' ' || payable_total
 FROM order_ext.create_order(order_ext.new_order_id(), 999, '[{"sku":"NEW","qty":3,"unit_price":100}]', machine => 'flash')}),
@@ -227,6 +241,12 @@ SELECT order_ext.available('FLASH') || ' ' || (SELECT count(*) FROM order_ext.ch
 my ($r, $o, $e) = $node->psql($db, q{
 SELECT order_ext.create_order(order_ext.new_order_id(), 401, '[{"sku":"FLASH","qty":3,"unit_price":1}]')});
 like($e, qr/purchase limit/, 'the restored purchase limit still holds (buyer 401 holds 1, may hold 3)');
+is($node->safe_psql($db, q{
+SELECT (order_ext.find_order(order_ext.min_order_id('2024-01-10') + 1)).status,
+       count(*) FROM order_ext.timeline(order_ext.min_order_id('2024-01-10') + 1)}),
+	'cancelled|2', 'an archived order and its timeline are found after the restore');
+is($node->safe_psql($db, q{SELECT order_ext.archive('20 days', 100)}), '0',
+	'archive() has nothing left to do after the restore');
 is($node->safe_psql($db, q{SELECT order_ext.maintain()}), '0',
 	'maintain() finds the coming months made');
 

@@ -1,0 +1,205 @@
+--
+-- archive: history twins, archive() by whole month and by batches, non-terminal
+-- and recent orders staying put, child rows moving with their order,
+-- find_order(), all_orders, timeline() and create_order() for archived orders
+-- (API.md "Archiving history orders")
+--
+-- Ids are never printed: orders are known by month and number.
+--
+CREATE EXTENSION order_ext;
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO, YMD';
+
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{13,}', '<id>', 'g');
+END $$;
+
+-- the history tables have the live tables' columns, in the same order
+SELECT t AS live_table,
+       (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+         WHERE attrelid = ('order_ext.' || t)::regclass AND attnum > 0 AND NOT attisdropped)
+     = (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+         WHERE attrelid = ('order_ext.' || t || '_history')::regclass AND attnum > 0 AND NOT attisdropped)
+       AS same_columns,
+       (SELECT relkind FROM pg_class WHERE oid = ('order_ext.' || t || '_history')::regclass) AS kind
+FROM unnest(ARRAY['orders', 'order_items', 'order_payments', 'order_discounts', 'order_events']) t;
+
+SELECT order_ext.create_partitions('2024-01-01', '2024-03-01') AS months;
+SELECT order_ext.create_partitions(now() - interval '2 days', now()) >= 0 AS recent_months;
+
+-- 20 orders on each of Jan, Feb and Mar 2024 and 20 of today: 2 lines, an
+-- order-level discount, a payment row for the even ones
+CREATE TEMP TABLE o AS
+SELECT m.tag AS month, g AS n,
+       order_ext.min_order_id(m.t + g * interval '1 hour') AS id
+FROM (VALUES ('jan', '2024-01-03'::timestamptz), ('feb', '2024-02-03'), ('mar', '2024-03-03'),
+             ('now', date_trunc('minute', now()) - interval '25 hours')) m(tag, t),
+     generate_series(1, 20) g;
+SELECT count(*) AS created
+FROM o, LATERAL order_ext.create_order(o.id, 100 + o.n,
+        '[{"sku":"AR-1","qty":1,"unit_price":1000},{"sku":"AR-2","qty":2,"unit_price":250}]',
+        discounts => '[{"kind":"coupon","code":"C1","amount":100}]') c;
+INSERT INTO order_ext.order_payments (order_id, kind, txn_id, amount)
+SELECT id, 'payment', 'txn-' || month || '-' || n, 1400 FROM o WHERE n % 2 = 0;
+
+-- January: every order ends (cancelled, or paid and closed); February: all
+-- but five; March: none; today: every one
+SELECT count(*) AS cancelled FROM o, LATERAL order_ext.fire(o.id, 'cancel', actor => 'buyer') f
+WHERE month IN ('jan', 'now') OR (month = 'feb' AND n > 5);
+SELECT count(*) AS in_progress FROM o, order_ext.orders r,
+     LATERAL order_ext.record_payment(o.id, 'txn-' || o.n, r.payable_total) f
+WHERE r.order_id = o.id AND month = 'feb' AND n <= 5;
+
+-- what every order has now, to compare after archiving
+CREATE TEMP TABLE before AS
+SELECT o.month, o.n, o.id,
+       (SELECT to_jsonb(x) FROM order_ext.orders x WHERE x.order_id = o.id) AS ord,
+       (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.line_no) FROM order_ext.order_items x WHERE x.order_id = o.id) AS items,
+       (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.txn_id) FROM order_ext.order_payments x WHERE x.order_id = o.id) AS payments,
+       (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.seq) FROM order_ext.order_discounts x WHERE x.order_id = o.id) AS discounts,
+       (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.version) FROM order_ext.order_events x WHERE x.order_id = o.id) AS events
+FROM o;
+
+--------------------------------------------------------------------------
+-- Arguments
+--------------------------------------------------------------------------
+
+SELECT pg_temp.err('SELECT order_ext.archive(NULL)') AS null_older_than;
+SELECT pg_temp.err('SELECT order_ext.archive(''1 day'', NULL)') AS null_batch_size;
+SELECT pg_temp.err('SELECT order_ext.archive(''-1 day'')') AS negative_older_than;
+SELECT pg_temp.err('SELECT order_ext.archive(''1 day'', 0)') AS zero_batch_size;
+-- it commits batch by batch elsewhere: not inside a transaction that wrote
+BEGIN;
+INSERT INTO order_ext.order_payments (order_id, kind, txn_id, amount)
+SELECT id, 'payment', 'txn-extra', 1 FROM o WHERE month = 'mar' AND n = 1;
+SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS in_writing_transaction;
+ROLLBACK;
+-- nothing older than the ids: nothing moves
+SELECT order_ext.archive('100 years') AS moved_100_years;
+
+--------------------------------------------------------------------------
+-- Archive everything that ended before 30 days ago, 3 orders per batch
+--------------------------------------------------------------------------
+
+SELECT order_ext.archive('30 days', 3) AS moved;
+
+-- where each month's orders are now
+SELECT o.month,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM order_ext.orders x WHERE x.order_id = o.id)) AS live,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM order_ext.orders_history x WHERE x.order_id = o.id)) AS archived
+FROM o GROUP BY o.month ORDER BY min(o.id);
+-- the ones that stayed in February are exactly the unfinished ones
+SELECT o.n, x.status FROM o JOIN order_ext.orders x ON x.order_id = o.id WHERE o.month = 'feb' ORDER BY o.n;
+
+-- January moved as whole partitions: the live tables have no January any
+-- more, history has it under the history names; February moved by batches
+-- into history partitions of its own, and stays live too
+SELECT p.relname AS parent, c.relname AS partition
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relnamespace = 'order_ext'::regnamespace AND c.relname ~ '_p2024_0[12]$'
+ORDER BY 1, 2;
+
+-- every order is in exactly one of live and history, with every row it
+-- had, unchanged
+SELECT b.month,
+       count(*) AS orders,
+       count(*) FILTER (WHERE (SELECT count(*) FROM order_ext.orders x WHERE x.order_id = b.id)
+                            + (SELECT count(*) FROM order_ext.orders_history x WHERE x.order_id = b.id) = 1) AS in_one_place,
+       count(*) FILTER (WHERE b.ord = coalesce(
+                 (SELECT to_jsonb(x) FROM order_ext.orders x WHERE x.order_id = b.id),
+                 (SELECT to_jsonb(x) FROM order_ext.orders_history x WHERE x.order_id = b.id))) AS order_same,
+       count(*) FILTER (WHERE b.items = coalesce(
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.line_no) FROM order_ext.order_items x WHERE x.order_id = b.id),
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.line_no) FROM order_ext.order_items_history x WHERE x.order_id = b.id))) AS items_same,
+       count(*) FILTER (WHERE b.payments IS NOT DISTINCT FROM coalesce(
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.txn_id) FROM order_ext.order_payments x WHERE x.order_id = b.id),
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.txn_id) FROM order_ext.order_payments_history x WHERE x.order_id = b.id))) AS payments_same,
+       count(*) FILTER (WHERE b.discounts = coalesce(
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.seq) FROM order_ext.order_discounts x WHERE x.order_id = b.id),
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.seq) FROM order_ext.order_discounts_history x WHERE x.order_id = b.id))) AS discounts_same,
+       count(*) FILTER (WHERE b.events = coalesce(
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.version) FROM order_ext.order_events x WHERE x.order_id = b.id),
+                 (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.version) FROM order_ext.order_events_history x WHERE x.order_id = b.id))) AS events_same
+FROM before b GROUP BY b.month ORDER BY min(b.id);
+-- and no child row is left behind without its order, on either side
+SELECT t, (SELECT count(*) FROM order_ext.order_items_history h
+            WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders_history x WHERE x.order_id = h.order_id)) AS orphans_in_history
+FROM (VALUES ('items')) v(t);
+SELECT (SELECT count(*) FROM order_ext.order_items l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders x WHERE x.order_id = l.order_id))
+     + (SELECT count(*) FROM order_ext.order_payments l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders x WHERE x.order_id = l.order_id))
+     + (SELECT count(*) FROM order_ext.order_discounts l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders x WHERE x.order_id = l.order_id))
+     + (SELECT count(*) FROM order_ext.order_events l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders x WHERE x.order_id = l.order_id))
+       AS orphans_in_live,
+       (SELECT count(*) FROM order_ext.order_payments_history l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders_history x WHERE x.order_id = l.order_id))
+     + (SELECT count(*) FROM order_ext.order_discounts_history l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders_history x WHERE x.order_id = l.order_id))
+     + (SELECT count(*) FROM order_ext.order_events_history l WHERE NOT EXISTS (SELECT 1 FROM order_ext.orders_history x WHERE x.order_id = l.order_id))
+       AS other_orphans_in_history;
+
+-- the run is in the run log
+SELECT source, status, results, message FROM order_ext.worker_runs ORDER BY id DESC LIMIT 1;
+
+-- again: nothing more to move
+SELECT order_ext.archive('30 days', 3) AS moved_again;
+
+--------------------------------------------------------------------------
+-- Reading history
+--------------------------------------------------------------------------
+
+-- find_order: live, archived, none
+SELECT o.month, o.n, f.status, f.version, f.payable_total
+FROM o, LATERAL order_ext.find_order(o.id) f
+WHERE (o.month, o.n) IN (('jan', 1), ('feb', 1), ('feb', 6), ('now', 1))
+ORDER BY o.id;
+SELECT order_ext.find_order(12345) IS NULL AS missing_is_null,
+       (order_ext.find_order(12345)).order_id IS NULL AS no_row;
+-- all_orders: every order once, flagged
+SELECT a.archived, count(*) FROM order_ext.all_orders a JOIN o ON o.id = a.order_id GROUP BY 1 ORDER BY 1;
+SELECT count(*) = count(DISTINCT order_id) AS each_once FROM order_ext.all_orders;
+-- timeline of an archived order
+SELECT t.version, t.event, t.from_status, t.to_status
+FROM o, LATERAL order_ext.timeline(o.id) t WHERE o.month = 'jan' AND o.n = 2 ORDER BY t.version;
+
+-- create_order with an archived id: the same request returns the archived
+-- order and writes nothing; another request is OE004
+SELECT c.status, c.version
+FROM o, LATERAL order_ext.create_order(o.id, 100 + o.n,
+        '[{"sku":"AR-1","qty":1,"unit_price":1000},{"sku":"AR-2","qty":2,"unit_price":250}]',
+        discounts => '[{"kind":"coupon","code":"C1","amount":100}]') c
+WHERE o.month IN ('jan', 'feb') AND o.n = 7;
+SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 1, '[{"sku":"X","qty":1,"unit_price":1}]')$$, id)) AS other_request
+FROM o WHERE o.month = 'jan' AND o.n = 7;
+SELECT count(*) AS live_copies FROM order_ext.orders x JOIN o ON o.id = x.order_id WHERE o.month = 'jan';
+
+--------------------------------------------------------------------------
+-- The rest of February ends: it moves by batches into its history partitions
+--------------------------------------------------------------------------
+
+SELECT count(*) AS shipped FROM o, LATERAL order_ext.fire(o.id, 'ship', actor => 'merchant') f WHERE month = 'feb' AND n <= 5;
+SELECT count(*) AS received FROM o, LATERAL order_ext.fire(o.id, 'confirm_receipt', actor => 'buyer') f WHERE month = 'feb' AND n <= 5;
+SELECT count(*) AS completed FROM o, LATERAL order_ext.fire(o.id, 'complete') f WHERE month = 'feb' AND n <= 4;
+SELECT order_ext.archive('30 days', 2) AS moved_feb;
+SELECT o.n, f.status, (SELECT count(*) FROM order_ext.orders_history h WHERE h.order_id = o.id) AS archived
+FROM o, LATERAL order_ext.find_order(o.id) f WHERE o.month = 'feb' AND o.n <= 5 ORDER BY o.n;
+SELECT count(*) AS events_of_archived FROM order_ext.order_events_history h JOIN o ON o.id = h.order_id
+WHERE o.month = 'feb' AND o.n <= 4;
+
+--------------------------------------------------------------------------
+-- A column added to a live table later is added to its history twin
+--------------------------------------------------------------------------
+
+ALTER TABLE order_ext.order_items ADD COLUMN gift_note text;
+SELECT count(*) AS completed FROM o, LATERAL order_ext.fire(o.id, 'complete') f WHERE month = 'feb' AND n = 5;
+SELECT order_ext.archive('30 days') AS moved_last;
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'order_ext.order_items_history'::regclass AND attname = 'gift_note';
+SELECT count(*) AS live_february FROM order_ext.orders x JOIN o ON o.id = x.order_id WHERE o.month = 'feb';
+
+-- a short cutoff takes today's ended orders too (into a history partition of this month)
+SELECT order_ext.archive('0 seconds', 1000) AS moved_today;
+SELECT count(*) AS live_today FROM order_ext.orders x JOIN o ON o.id = x.order_id WHERE o.month = 'now';
+
+DROP EXTENSION order_ext CASCADE;

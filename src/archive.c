@@ -1,0 +1,916 @@
+/*
+ * archive.c
+ *		Archiving history orders: order_ext.archive() moves terminal orders
+ *		older than a cutoff, with all their rows, from the order tables to
+ *		their history twins (<table>_history, partitioned the same way).
+ *
+ * Owns: which orders are archivable, the two ways they move, and running
+ * archive() in a background process of its own.
+ *
+ * Two paths, month by month (a month is the partitions of every order table
+ * on the same bounds, see partitions.c):
+ *   - whole month: when the month lies wholly before the cutoff, history has
+ *     nothing of it yet, and every order of it is archivable, its partitions
+ *     are detached from the live parents and attached to the history parents,
+ *     all tables in one short transaction that waits at most
+ *     order_ext.ddl_lock_timeout for each lock and otherwise gives up and
+ *     leaves the month for the next run (live traffic never queues behind it
+ *     for longer).  The partitions carry a CHECK constraint repeating their
+ *     bounds, so ATTACH does not scan them.
+ *   - batches (the seed's way): by primary key below the cutoff id (an id
+ *     encodes its creation time, so "created before the cutoff" is
+ *     "order_id < min_order_id(cutoff)"): each transaction takes the next
+ *     batch_size orders in primary-key order (an index range scan, so a
+ *     batch costs the same at the start and the end of a month) and moves
+ *     the archivable ones among them, pausing order_ext.archive_pause
+ *     between batches.  Each
+ *     batch first DELETEs the order rows (which locks them: every writer of
+ *     an order's rows locks the order row first) and copies them into
+ *     history, then moves the child rows of exactly those orders, each table
+ *     in a statement of its own so it sees rows committed before the order
+ *     rows were locked.  All in one transaction: an order is in exactly one
+ *     of live or history at every commit, also if the server dies midway.
+ *
+ * archive() is an SQL function, and a function cannot commit; so it starts a
+ * dynamic background worker ("order_ext archive") that runs ArchiveRun(),
+ * committing batch by batch, and waits for it.  Cancelling the caller stops
+ * the worker; finished batches stay moved and the next run carries on.  The
+ * background worker (worker.c) calls ArchiveRun() directly.  One run at a
+ * time per database (a session advisory lock); progress shows in
+ * pg_stat_activity.query of the archiving process and in the server log.
+ */
+#include "postgres.h"
+
+#include <sys/resource.h>
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/partcache.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "archive.h"
+#include "order_ext.h"
+#include "worker.h"
+
+#define MAX_TABLES		16
+#define MONTH_ATTEMPTS	3
+
+int			oe_archive_pause_ms = 10;
+
+/* What archive() hands its worker, and what the worker hands back. */
+typedef struct ArchiveShared
+{
+	Oid			dboid;
+	Oid			useroid;
+	Interval	older_than;
+	int32		batch_size;
+	int32		pause_ms;
+	int64		moved;
+	bool		finished;
+	int			sqlerrcode;
+	char		message[1024];
+} ArchiveShared;
+
+/* One month: the partitions of every order table on the same bounds. */
+typedef struct ArchiveMonth
+{
+	int64		lo;
+	int64		hi;
+	char	   *bound;			/* FOR VALUES FROM (...) TO (...) */
+	char	   *live[MAX_TABLES];	/* live partition, NULL if none */
+	char	   *hist[MAX_TABLES];	/* history partition on these bounds, NULL if none */
+	bool		hist_overlap;	/* history has a partition on other, overlapping bounds */
+} ArchiveMonth;
+
+/* One archive run. */
+typedef struct ArchiveState
+{
+	int64		cutoff_id;		/* orders below it are old enough */
+	int32		batch_size;
+	int32		pause_ms;
+	Datum		terminal;		/* text[] of 'machine/status' that are terminal */
+	char	   *columns[MAX_TABLES];	/* quoted column list of each live table */
+	int64		moved;
+	TimestampTz last_log;
+	MemoryContext cxt;
+} ArchiveState;
+
+/* The partitions of one table: name, bound text, lo, hi. */
+typedef struct PartInfo
+{
+	char	   *name;
+	char	   *bound;
+	int64		lo;
+	int64		hi;
+} PartInfo;
+
+PG_FUNCTION_INFO_V1(archive);
+PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
+
+/* The archivable test on an order row of alias o; $K is the terminal list. */
+#define ARCHIVABLE(K) "(o.machine || '/' || o.status) = ANY (" K ")"
+
+/*
+ * Report
+ *		Show where the run is in pg_stat_activity, and in the log every 10 s.
+ */
+static void
+Report(ArchiveState *st, const char *what, bool log)
+{
+	char		buf[256];
+	TimestampTz now = GetCurrentTimestamp();
+
+	snprintf(buf, sizeof(buf), "order_ext archive: %s; " INT64_FORMAT " orders moved so far",
+			 what, st->moved);
+	pgstat_report_activity(STATE_RUNNING, buf);
+	if (log || TimestampDifferenceExceeds(st->last_log, now, 10000))
+	{
+		ereport(LOG, (errmsg("%s", buf)));
+		st->last_log = now;
+	}
+}
+
+/*
+ * SetLockTimeout
+ *		lock_timeout = order_ext.ddl_lock_timeout for the current transaction.
+ */
+static void
+SetLockTimeout(void)
+{
+	char		timeout[32];
+
+	snprintf(timeout, sizeof(timeout), "%d", oe_ddl_lock_timeout_ms);
+	(void) set_config_option("lock_timeout", timeout, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * ListPartitions
+ *		The partitions of order_ext.<parent> by lower bound (in st->cxt).
+ */
+static int
+ListPartitions(ArchiveState *st, const char *parent, PartInfo **parts)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	MemoryContext old;
+	uint64		i;
+	int			n;
+
+	values[0] = CStringGetTextDatum(psprintf("order_ext.%s", quote_identifier(parent)));
+	if (SPI_execute_with_args(
+							  "SELECT c.relname::text, b.bound, (m.v)[1]::bigint, (m.v)[2]::bigint"
+							  " FROM pg_catalog.pg_inherits i"
+							  " JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid,"
+							  " LATERAL (SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound) b,"
+							  " LATERAL (SELECT pg_catalog.regexp_match(b.bound,"
+							  "   '^FOR VALUES FROM \\(''?(-?\\d+)''?\\) TO \\(''?(-?\\d+)''?\\)$') AS v) m"
+							  " WHERE i.inhparent = pg_catalog.to_regclass($1) AND m.v IS NOT NULL"
+							  " ORDER BY 3",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the partitions of order_ext.%s", parent);
+	n = (int) SPI_processed;
+	old = MemoryContextSwitchTo(st->cxt);
+	*parts = palloc0(sizeof(PartInfo) * Max(n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		(*parts)[i].name = SPI_getvalue(tup, desc, 1);
+		(*parts)[i].bound = SPI_getvalue(tup, desc, 2);
+		(*parts)[i].lo = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		(*parts)[i].hi = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/*
+ * HistoryName
+ *		The history partition's name for a live partition of table t:
+ *		orders_p2026_01 -> orders_history_p2026_01.
+ */
+static char *
+HistoryName(const char *t, const char *live, int64 lo)
+{
+	size_t		len = strlen(t);
+
+	if (strncmp(live, t, len) == 0 && live[len] == '_')
+		return psprintf("%s_history%s", t, live + len);
+	return psprintf("%s_history_" INT64_FORMAT, t, lo);
+}
+
+/*
+ * PrepareRun
+ *		In one transaction: check the history twins (adding columns the live
+ *		tables gained since), read the column lists and the terminal
+ *		statuses, and list the months below the cutoff.
+ */
+static int
+PrepareRun(ArchiveState *st, ArchiveMonth **months)
+{
+	PartInfo   *live[MAX_TABLES];
+	PartInfo   *hist[MAX_TABLES];
+	int			nlive[MAX_TABLES];
+	int			nhist[MAX_TABLES];
+	int			nmonths = 0;
+	int			t;
+	int			i;
+	MemoryContext old;
+
+	BgXactBegin();
+	SetLockTimeout();
+	for (t = 0; t < OrderTablesCount; t++)
+	{
+		const char *table = OrderTables[t];
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+		uint64		k;
+
+		values[0] = CStringGetTextDatum(psprintf("order_ext.%s", quote_identifier(table)));
+		values[1] = CStringGetTextDatum(psprintf("order_ext.%s",
+												 quote_identifier(psprintf("%s_history", table))));
+		if (SPI_execute_with_args("SELECT pg_catalog.to_regclass($2) IS NOT NULL",
+								  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up order_ext.%s_history", table);
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false})))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("order_ext.%s_history does not exist", table),
+					 errdetail("Every order table needs a history twin of the same shape.")));
+
+		/* columns the live table has and its twin lacks: add them */
+		if (SPI_execute_with_args(
+								  "SELECT pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', $2, a.attname,"
+								  "        pg_catalog.format_type(a.atttypid, a.atttypmod))"
+								  " FROM pg_catalog.pg_attribute a"
+								  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+								  " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute h"
+								  "  WHERE h.attrelid = $2::regclass AND h.attname = a.attname AND NOT h.attisdropped)"
+								  " ORDER BY a.attnum",
+								  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not compare order_ext.%s with its history twin", table);
+		if (SPI_processed > 0)
+		{
+			List	   *ddl = NIL;
+			ListCell   *lc;
+
+			for (k = 0; k < SPI_processed; k++)
+				ddl = lappend(ddl, SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1));
+			foreach(lc, ddl)
+			{
+				ereport(LOG, (errmsg("order_ext archive: %s", (char *) lfirst(lc))));
+				RunDDLWithRetry((char *) lfirst(lc));
+			}
+		}
+
+		if (SPI_execute_with_args(
+								  "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)"
+								  " FROM pg_catalog.pg_attribute a"
+								  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the columns of order_ext.%s", table);
+		old = MemoryContextSwitchTo(st->cxt);
+		st->columns[t] = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContextSwitchTo(old);
+
+		nlive[t] = ListPartitions(st, table, &live[t]);
+		nhist[t] = ListPartitions(st, psprintf("%s_history", table), &hist[t]);
+	}
+
+	if (SPI_execute("SELECT coalesce(pg_catalog.array_agg(m.machine || '/' || s), '{}')"
+					" FROM order_ext.machines m, pg_catalog.unnest(m.terminal_statuses) s",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the terminal statuses");
+	old = MemoryContextSwitchTo(st->cxt);
+	st->terminal = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										   &(bool){false}), false, -1);
+
+	/* the months: the live orders partitions that start below the cutoff */
+	*months = palloc0(sizeof(ArchiveMonth) * Max(nlive[0], 1));
+	for (i = 0; i < nlive[0]; i++)
+	{
+		ArchiveMonth *m = &(*months)[nmonths];
+		PartInfo   *p = &live[0][i];
+
+		if (p->lo >= st->cutoff_id)
+			break;
+		m->lo = p->lo;
+		m->hi = p->hi;
+		m->bound = p->bound;
+		for (t = 0; t < OrderTablesCount; t++)
+		{
+			int			j;
+
+			for (j = 0; j < nlive[t]; j++)
+				if (live[t][j].lo == p->lo && live[t][j].hi == p->hi)
+					m->live[t] = live[t][j].name;
+			for (j = 0; j < nhist[t]; j++)
+			{
+				if (hist[t][j].lo == p->lo && hist[t][j].hi == p->hi)
+					m->hist[t] = hist[t][j].name;
+				else if (hist[t][j].lo < p->hi && hist[t][j].hi > p->lo)
+					m->hist_overlap = true;
+			}
+		}
+		nmonths++;
+	}
+	MemoryContextSwitchTo(old);
+	BgXactCommit();
+	return nmonths;
+}
+
+/*
+ * MonthWhole
+ *		Move a month as whole partitions in one short transaction.  Returns
+ *		the number of orders moved, -1 if some order of the month is not
+ *		archivable, -2 if the locks were not to be had (try next run).
+ */
+static int64
+MonthWhole(ArchiveState *st, ArchiveMonth *m)
+{
+	volatile int attempt;
+
+	for (attempt = 1;; attempt++)
+	{
+		volatile int64 result = 0;
+		MemoryContext old = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			StringInfoData sql;
+			Oid			argtypes[1] = {TEXTARRAYOID};
+			Datum		values[1];
+			int64		total;
+			int64		blocked;
+			bool		isnull;
+			int			t;
+
+			BgXactBegin();
+			SetLockTimeout();
+
+			/* no writes into this month from here on; reads go on */
+			initStringInfo(&sql);
+			appendStringInfoString(&sql, "LOCK TABLE ");
+			for (t = 0; t < OrderTablesCount; t++)
+				appendStringInfo(&sql, "%sorder_ext.%s", t ? ", " : "", quote_identifier(m->live[t]));
+			appendStringInfoString(&sql, " IN SHARE MODE");
+			if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+				elog(ERROR, "could not lock the month");
+
+			resetStringInfo(&sql);
+			appendStringInfo(&sql,
+							 "SELECT count(*), count(*) FILTER (WHERE NOT " ARCHIVABLE("$1") ")"
+							 " FROM order_ext.%s o", quote_identifier(m->live[0]));
+			values[0] = st->terminal;
+			/* not read-only: a snapshot taken after the lock sees every committed row */
+			if (SPI_execute_with_args(sql.data, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not check the month");
+			total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			blocked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			if (blocked > 0)
+			{
+				SPI_finish();
+				PopActiveSnapshot();
+				AbortCurrentTransaction();
+				MemoryContextSwitchTo(old);
+				result = -1;
+			}
+			else
+			{
+				for (t = 0; t < OrderTablesCount; t++)
+				{
+					const char *table = OrderTables[t];
+					char	   *hname = HistoryName(table, m->live[t], m->lo);
+
+					resetStringInfo(&sql);
+					appendStringInfo(&sql, "ALTER TABLE order_ext.%s DETACH PARTITION order_ext.%s",
+									 quote_identifier(table), quote_identifier(m->live[t]));
+					if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+						elog(ERROR, "could not detach %s", m->live[t]);
+					resetStringInfo(&sql);
+					appendStringInfo(&sql, "ALTER TABLE order_ext.%s RENAME TO %s",
+									 quote_identifier(m->live[t]), quote_identifier(hname));
+					if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+						elog(ERROR, "could not rename %s", m->live[t]);
+					resetStringInfo(&sql);
+					appendStringInfo(&sql, "ALTER TABLE order_ext.%s ATTACH PARTITION order_ext.%s %s",
+									 quote_identifier(psprintf("%s_history", table)),
+									 quote_identifier(hname), m->bound);
+					if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+						elog(ERROR, "could not attach %s", hname);
+				}
+				BgXactCommit();
+				result = total;
+			}
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata = BgXactAbort(st->cxt);
+
+			MemoryContextSwitchTo(old);
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				ReThrowError(edata);
+			ereport(LOG,
+					(errmsg("order_ext archive: month from order id " INT64_FORMAT " busy (%s), attempt %d of %d",
+							m->lo, edata->message, attempt, MONTH_ATTEMPTS)));
+			FreeErrorData(edata);
+			result = -2;
+		}
+		PG_END_TRY();
+		if (result != -2 || attempt >= MONTH_ATTEMPTS)
+			return result;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 200L * attempt, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * PrepareMonthPlans
+ *		The statements that move a batch of a month, by partition (no
+ *		routing, no pruning needed), kept across the month's transactions:
+ *		plans[0] moves the next batch_size orders' archivable ones and
+ *		returns the window's last id and the moved ids; plans[t] moves
+ *		table t's rows of those ids.
+ */
+static void
+PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
+{
+	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, INT4OID};
+	Oid			childtypes[1] = {INT8ARRAYOID};
+	char	   *sql;
+	int			t;
+
+	sql = psprintf("WITH pick AS ("
+				   " SELECT o.order_id, " ARCHIVABLE("$3") " AS ok FROM order_ext.%s o"
+				   " WHERE o.order_id > $1 AND o.order_id < $2"
+				   " ORDER BY o.order_id LIMIT $4),"
+				   " moved AS (DELETE FROM order_ext.%s o USING pick"
+				   " WHERE pick.ok AND o.order_id = pick.order_id AND " ARCHIVABLE("$3") " RETURNING o.*),"
+				   " ins AS (INSERT INTO order_ext.%s (%s) SELECT %s FROM moved RETURNING order_id)"
+				   " SELECT (SELECT max(order_id) FROM pick),"
+				   "        (SELECT array_agg(order_id ORDER BY order_id) FROM ins)",
+				   quote_identifier(m->live[0]), quote_identifier(m->live[0]),
+				   quote_identifier(m->hist[0]), st->columns[0], st->columns[0]);
+	/* custom plans: a generic one cannot see that the LIMIT is small */
+	plans[0] = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+	for (t = 1; t < OrderTablesCount; t++)
+	{
+		plans[t] = NULL;
+		if (m->live[t] == NULL)
+			continue;
+		sql = psprintf("WITH moved AS (DELETE FROM order_ext.%s WHERE order_id = ANY ($1) RETURNING *)"
+					   " INSERT INTO order_ext.%s (%s) SELECT %s FROM moved",
+					   quote_identifier(m->live[t]), quote_identifier(m->hist[t]),
+					   st->columns[t], st->columns[t]);
+		plans[t] = SPI_prepare(sql, 1, childtypes);
+	}
+	for (t = 0; t < OrderTablesCount; t++)
+	{
+		if (plans[t] == NULL && (t == 0 || m->live[t] != NULL))
+			elog(ERROR, "could not prepare the archive statements: %s",
+				 SPI_result_code_string(SPI_result));
+		if (plans[t] != NULL && SPI_keepplan(plans[t]) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+	}
+}
+
+/*
+ * MonthBatches
+ *		Move the archivable orders of a month below 'upper', batch_size per
+ *		transaction, into the month's history partitions (made if missing).
+ */
+static void
+MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plans[MAX_TABLES] = {NULL};
+	Datum		values[4];
+	char		what[128];
+	int64		last = m->lo - 1;
+	int			t;
+
+	if (m->live[0] == NULL)
+		return;
+	if (m->hist_overlap)
+	{
+		ereport(WARNING,
+				(errmsg("order_ext archive: skipping the month from order id " INT64_FORMAT
+						": a history partition overlaps it on other bounds", m->lo)));
+		return;
+	}
+
+	/* the history partitions of this month */
+	initStringInfo(&sql);
+	BgXactBegin();
+	SetLockTimeout();
+	for (t = 0; t < OrderTablesCount; t++)
+	{
+		if (m->live[t] == NULL || m->hist[t] != NULL)
+			continue;
+		m->hist[t] = MemoryContextStrdup(st->cxt, HistoryName(OrderTables[t], m->live[t], m->lo));
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "CREATE TABLE order_ext.%s PARTITION OF order_ext.%s %s",
+						 quote_identifier(m->hist[t]),
+						 quote_identifier(psprintf("%s_history", OrderTables[t])), m->bound);
+		RunDDLWithRetry(sql.data);
+		/* a member of the extension, so that pg_dump keeps its rows (partitions.c) */
+		OrderPartitionAdopt(get_relname_relid(m->hist[t], get_namespace_oid("order_ext", false)));
+	}
+	BgXactCommit();
+
+	snprintf(what, sizeof(what), "batches of %s", m->live[0]);
+	Report(st, what, true);
+
+	for (;;)
+	{
+		bool		isnull;
+		bool		ids_null;
+		Datum		ids;
+		int64		picked;
+
+		CHECK_FOR_INTERRUPTS();
+		BgXactBegin();
+		/* a crash can lose the last batches, not split them: no need to wait for the flush */
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+		if (plans[0] == NULL)
+			PrepareMonthPlans(st, m, plans);
+		values[0] = Int64GetDatum(last);
+		values[1] = Int64GetDatum(upper);
+		values[2] = st->terminal;
+		values[3] = Int32GetDatum(st->batch_size);
+		if (SPI_execute_plan(plans[0], values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not move a batch of orders");
+		picked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+		{
+			for (t = 0; t < OrderTablesCount; t++)
+				if (plans[t] != NULL)
+					SPI_freeplan(plans[t]);
+			BgXactCommit();
+			break;
+		}
+		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &ids_null);
+		if (!ids_null)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(ids);
+
+			for (t = 1; t < OrderTablesCount; t++)
+				if (plans[t] != NULL &&
+					SPI_execute_plan(plans[t], &ids, NULL, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not move the rows of %s", m->live[t]);
+			st->moved += ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		}
+		BgXactCommit();
+		last = picked;
+		Report(st, what, false);
+		if (st->pause_ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 st->pause_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}
+
+/*
+ * ArchiveCovers
+ *		Whether order_ext.orders_history has a partition that takes order_id
+ *		(only then can the id be archived).  A binary search in the relcache.
+ */
+bool
+ArchiveCovers(int64 order_id)
+{
+	Oid			relid = get_relname_relid("orders_history", get_namespace_oid("order_ext", false));
+	Relation	rel;
+	PartitionKey key;
+	PartitionDesc pd;
+	bool		covered = false;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	key = RelationGetPartitionKey(rel);
+	pd = RelationGetPartitionDesc(rel, true);
+	if (key != NULL && pd->boundinfo != NULL)
+	{
+		Datum		value = Int64GetDatum(order_id);
+		bool		equal = false;
+		int			offset;
+
+		offset = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
+											   pd->boundinfo, 1, &value, &equal);
+		covered = pd->boundinfo->indexes[offset + 1] >= 0;
+	}
+	table_close(rel, AccessShareLock);
+	return covered;
+}
+
+/*
+ * ArchiveLock
+ *		Take (or try to take) the session advisory lock that lets one archive
+ *		run at a time in this database; release it with take = false.
+ */
+static bool
+ArchiveLock(bool take, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, OE_ADVISORY_CLASS, OE_LOCK_ARCHIVE, 2);
+	if (!take)
+		return LockRelease(&tag, ExclusiveLock, true);
+	return LockAcquire(&tag, ExclusiveLock, true, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * ArchiveRun
+ *		One archive run, in transactions of its own (the caller is a
+ *		background process outside any transaction).  With wait_for_lock
+ *		false, returns 0 with *skipped set if another run holds the lock.
+ */
+int64
+ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
+		   bool wait_for_lock, bool *skipped)
+{
+	ArchiveState st;
+	ArchiveMonth *months = NULL;
+	MemoryContext oldcxt;
+	TimestampTz cutoff;
+	bool		locked;
+	int			nmonths;
+	int			i;
+
+	memset(&st, 0, sizeof(st));
+	*skipped = false;
+	st.batch_size = batch_size;
+	st.pause_ms = pause_ms;
+	st.last_log = GetCurrentTimestamp();
+	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													 TimestampTzGetDatum(GetCurrentTimestamp()),
+													 IntervalPGetDatum(older_than)));
+	if (cutoff <= OE_ID_EPOCH)
+		return 0;				/* no order id is that old */
+	st.cutoff_id = OrderIdMinForTime(cutoff);
+
+	StartTransactionCommand();
+	locked = ArchiveLock(true, wait_for_lock);
+	CommitTransactionCommand();
+	if (!locked)
+	{
+		*skipped = true;
+		return 0;
+	}
+
+	st.cxt = AllocSetContextCreate(TopMemoryContext, "order_ext archive", ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(st.cxt);
+	PG_TRY();
+	{
+		Report(&st, psprintf("orders created before %s", timestamptz_to_str(cutoff)), false);
+		nmonths = PrepareRun(&st, &months);
+		for (i = 0; i < nmonths; i++)
+		{
+			ArchiveMonth *m = &months[i];
+			bool		whole = m->hi <= st.cutoff_id && !m->hist_overlap;
+			int			t;
+
+			for (t = 0; t < OrderTablesCount && whole; t++)
+				whole = m->live[t] != NULL && m->hist[t] == NULL;
+			if (whole)
+			{
+				int64		r;
+
+				Report(&st, psprintf("whole month %s", m->live[0]), false);
+				r = MonthWhole(&st, m);
+				if (r >= 0)
+				{
+					st.moved += r;
+					Report(&st, psprintf("moved month %s as a whole (" INT64_FORMAT " orders)",
+										 m->live[0], r), true);
+					continue;
+				}
+				if (r == -2)
+				{
+					ereport(LOG,
+							(errmsg("order_ext archive: month %s left for the next run: its tables stayed busy",
+									m->live[0])));
+					continue;
+				}
+			}
+			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
+		}
+		Report(&st, "done", st.moved > 0);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextDelete(st.cxt);
+		(void) ArchiveLock(false, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	(void) ArchiveLock(false, false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextDelete(st.cxt);
+	return st.moved;
+}
+
+/*
+ * ArchiveNice
+ *		Background work yields the CPU to live traffic: a lower scheduling
+ *		priority for this process (nice 10; it never holds a lock live
+ *		traffic waits for, except the old rows it moves).
+ */
+void
+ArchiveNice(void)
+{
+	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
+		ereport(DEBUG1, (errmsg("order_ext: could not lower the process priority: %m")));
+}
+
+/*
+ * ArchiveWorkerMain
+ *		The dynamic background worker archive() starts: attach to its shared
+ *		memory, connect as the caller, run, record the run, hand back.
+ */
+void
+ArchiveWorkerMain(Datum main_arg)
+{
+	dsm_segment *seg;
+	ArchiveShared *sh;
+	volatile int64 run_id = 0;
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	ArchiveNice();
+
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "order_ext archive");
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("order_ext archive: could not attach to the caller's shared memory")));
+	sh = dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->useroid, 0);
+	pgstat_report_appname("order_ext archive");
+	cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		bool		skipped;
+		char		results[64];
+
+		run_id = RunsBegin("archive");
+		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, sh->pause_ms, true, &skipped);
+		snprintf(results, sizeof(results), "{\"archive\": " INT64_FORMAT "}", sh->moved);
+		RunsEnd(run_id, "succeeded", results, NULL);
+		sh->finished = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		EmitErrorReport();		/* the server log gets it with its context */
+		edata = BgXactAbort(cxt);
+		sh->sqlerrcode = edata->sqlerrcode;
+		strlcpy(sh->message, edata->message ? edata->message : "unknown error", sizeof(sh->message));
+		if (run_id > 0)
+			RunsEnd(run_id, "failed", NULL, sh->message);
+	}
+	PG_END_TRY();
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/*
+ * archive(older_than interval, batch_size int) -> bigint
+ *		Run ArchiveRun in a background worker of its own and wait for it;
+ *		returns the number of orders moved.
+ */
+Datum
+archive(PG_FUNCTION_ARGS)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	dsm_segment *seg;
+	ArchiveShared *sh;
+	Interval   *older_than;
+	int32		batch_size;
+	pid_t		pid;
+	int64		moved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", PG_ARGISNULL(0) ? "older_than" : "batch_size")));
+	older_than = PG_GETARG_INTERVAL_P(0);
+	batch_size = PG_GETARG_INT32(1);
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(older_than),
+										  DirectFunctionCall3(interval_in, CStringGetDatum("0"),
+															  ObjectIdGetDatum(InvalidOid),
+															  Int32GetDatum(-1)))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("older_than must not be negative")));
+	if (batch_size < 1 || batch_size > 100000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be between 1 and 100000"),
+				 errdetail("Got %d.", batch_size)));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot archive during recovery")));
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("archive() cannot run in a transaction that has written"),
+				 errdetail("It commits batch by batch in a process of its own, which would wait for this transaction's locks."),
+				 errhint("Call it in a transaction of its own.")));
+
+	seg = dsm_create(sizeof(ArchiveShared), 0);
+	sh = dsm_segment_address(seg);
+	memset(sh, 0, sizeof(ArchiveShared));
+	sh->dboid = MyDatabaseId;
+	sh->useroid = GetUserId();
+	sh->older_than = *older_than;
+	sh->batch_size = batch_size;
+	sh->pause_ms = oe_archive_pause_ms;
+
+	BgWorkerFill(&worker, "ArchiveWorkerMain", "order_ext archive",
+				 UInt32GetDatum(dsm_segment_handle(seg)));
+	snprintf(worker.bgw_name, BGW_MAXLEN, "order_ext archive for PID %d", MyProcPid);
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start the archive process: no background worker slot is free"),
+				 errhint("Raise max_worker_processes, or try again later.")));
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			BgwHandleStatus status = GetBackgroundWorkerPid(handle, &pid);
+
+			if (status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		/* cancelled: stop the worker too; its open batch rolls back */
+		TerminateBackgroundWorker(handle);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (!sh->finished)
+	{
+		if (sh->message[0] != '\0')
+			ereport(ERROR,
+					(errcode(sh->sqlerrcode ? sh->sqlerrcode : ERRCODE_INTERNAL_ERROR),
+					 errmsg("archive failed: %s", sh->message),
+					 errdetail("Batches committed before the failure stay archived.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("the archive process stopped before it finished"),
+				 errdetail("Batches committed before it stopped stay archived; run archive() again to carry on.")));
+	}
+	moved = sh->moved;
+	dsm_detach(seg);
+	PG_RETURN_INT64(moved);
+}

@@ -1,0 +1,885 @@
+/*
+ * worker.c
+ *		The background worker: a launcher (started after recovery, so never
+ *		on a standby and at once on promotion) and one worker per database in
+ *		order_ext.worker_databases, which every order_ext.naptime seconds runs
+ *		the jobs of WorkerJobs[] (timers, partition maintenance, archiving),
+ *		each in transactions of its own, and records the run in
+ *		order_ext.worker_runs.
+ *
+ * Owns: the worker GUCs, the launcher and the workers, the run log
+ * (order_ext.worker_runs, also written by archive()), and the transaction
+ * helpers of background processes.
+ *
+ * Lessons taken (LESSONS.md, pg_cron, worker_spi):
+ *   - the launcher never exits with code 0 (that would unregister it for
+ *     good): SIGTERM and errors exit with 1, and the postmaster starts it
+ *     again after bgw_restart_time; workers it started are restarted by it
+ *     after they stop (pg_terminate_backend, an error), with a back-off when
+ *     they keep failing fast, and one log line each time, not a flood;
+ *   - SIGTERM stops every process promptly (die(), CHECK_FOR_INTERRUPTS
+ *     between batches); SIGHUP reloads the settings;
+ *   - a worker keeps a connection to its database, which would block DROP
+ *     DATABASE: a ProcessUtility hook stops the database's order_ext
+ *     processes before DROP DATABASE runs, and the launcher restarts a
+ *     worker only after 5 s and only if the database still exists;
+ *   - one worker per database (a session advisory lock), and one archive
+ *     run at a time with manual and pg_cron runs (archive.c's lock);
+ *   - every run is recorded, capped at 1000 rows; runs left 'running' by a
+ *     crash or a terminated process are marked failed when the next starts;
+ *   - Citus: maintenance runs only where the parent tables live (not on a
+ *     Citus worker node); the worker checks before it acts.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "archive.h"
+#include "order_ext.h"
+#include "worker.h"
+
+#define WORKER_TYPE			"order_ext worker"
+#define LAUNCHER_TYPE		"order_ext launcher"
+#define MAX_WORKERS			64
+#define RESTART_DELAY_MS	5000	/* after a worker stopped */
+#define MAX_BACKOFF_MS		300000	/* after repeated fast failures */
+#define RUNS_KEPT			1000
+#define JOB_REPEATS			100		/* a repeating job runs at most this often per run */
+
+/* GUCs */
+static char *oe_worker_databases = NULL;
+static int	oe_naptime = 60;
+static char *oe_archive_after = NULL;
+static int	oe_archive_batch_size = 1000;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+static MemoryContext xact_saved_cxt = NULL;
+
+/*
+ * The jobs of one worker run, in order.  A job is either one SQL statement
+ * returning one integer, run in a transaction of its own (and, if repeat,
+ * again while it returns more than zero), or a C function that manages its
+ * own transactions.  To add a job (say an outbox prune), add a line.
+ */
+typedef struct WorkerJob
+{
+	const char *name;			/* its key in worker_runs.results */
+	const char *sql;
+	bool		repeat;
+	int64		(*run) (bool *skipped);
+} WorkerJob;
+
+static int64 ArchiveJob(bool *skipped);
+
+static const WorkerJob WorkerJobs[] = {
+	{"run_timers", "SELECT order_ext.run_timers_claimed(1000)", true, NULL},
+	{"maintain", "SELECT order_ext.maintain()", false, NULL},
+	{"archive", NULL, false, ArchiveJob},
+};
+
+/* What the launcher knows of each database's worker. */
+typedef struct LaunchedWorker
+{
+	char		dbname[NAMEDATALEN];
+	Oid			dboid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz started;
+	TimestampTz next_start;
+	int			fast_failures;
+	bool		warned;
+	bool		wanted;
+} LaunchedWorker;
+
+static LaunchedWorker launched[MAX_WORKERS];
+
+PGDLLEXPORT void OrderLauncherMain(Datum main_arg);
+PGDLLEXPORT void OrderWorkerMain(Datum main_arg);
+
+/* ---------------------------------------------------------------------
+ * Transactions of a background process, and the run log
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * BgWorkerFill
+ *		An order_ext background process with a database connection, started
+ *		after recovery, not restarted by the postmaster, that tells this
+ *		process when it starts and stops.
+ */
+void
+BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "order_ext");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	worker->bgw_main_arg = arg;
+	worker->bgw_notify_pid = MyProcPid;
+}
+
+/*
+ * BgXactBegin
+ *		Start a transaction with SPI connected and a snapshot pushed.
+ */
+void
+BgXactBegin(void)
+{
+	xact_saved_cxt = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/*
+ * BgXactCommit
+ *		Commit what BgXactBegin started; back in the caller's memory context.
+ */
+void
+BgXactCommit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (xact_saved_cxt != NULL)
+		MemoryContextSwitchTo(xact_saved_cxt);
+}
+
+/*
+ * BgXactAbort
+ *		In PG_CATCH: the error (copied into cxt, and cleared), after aborting
+ *		the transaction that raised it; back in cxt.
+ */
+ErrorData *
+BgXactAbort(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}
+
+/*
+ * RunsBegin
+ *		Record a run as 'running' (committed at once); first mark runs that
+ *		a crash or a terminated process left 'running' as failed, and keep
+ *		only the newest rows.
+ */
+int64
+RunsBegin(const char *source)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	int64		id;
+
+	BgXactBegin();
+	if (SPI_execute("UPDATE order_ext.worker_runs SET status = 'failed', finished_at = clock_timestamp(),"
+					" message = 'the process stopped before the run finished (crash, restart or pg_terminate_backend)'"
+					" WHERE status = 'running'"
+					" AND (started_at < pg_catalog.pg_postmaster_start_time()"
+					"      OR pid NOT IN (SELECT a.pid FROM pg_catalog.pg_stat_activity a WHERE a.pid IS NOT NULL))",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not mark interrupted runs");
+	values[0] = CStringGetTextDatum(source);
+	values[1] = Int32GetDatum(MyProcPid);
+	if (SPI_execute_with_args("INSERT INTO order_ext.worker_runs (source, pid) VALUES ($1, $2) RETURNING id",
+							  2, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not record the run");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (SPI_execute("DELETE FROM order_ext.worker_runs WHERE id <= (SELECT r.id FROM order_ext.worker_runs r"
+					" ORDER BY r.id DESC OFFSET " CppAsString2(RUNS_KEPT) " LIMIT 1)",
+					false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not cap the run log");
+	BgXactCommit();
+	return id;
+}
+
+/*
+ * RunsEnd
+ *		Record a run's outcome (results: a JSON object, or NULL to keep).
+ */
+void
+RunsEnd(int64 run_id, const char *status, const char *results, const char *message)
+{
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', results ? ' ' : 'n', message ? ' ' : 'n'};
+
+	BgXactBegin();
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = results ? CStringGetTextDatum(results) : (Datum) 0;
+	values[3] = message ? CStringGetTextDatum(message) : (Datum) 0;
+	if (SPI_execute_with_args("UPDATE order_ext.worker_runs SET status = $2, finished_at = clock_timestamp(),"
+							  " results = coalesce($3::jsonb, results), message = $4 WHERE id = $1",
+							  4, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the run's outcome");
+	BgXactCommit();
+}
+
+/* ---------------------------------------------------------------------
+ * GUCs
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * ParseInterval
+ *		The interval in text, or NULL (with no error thrown) if it is not one
+ *		or is negative.
+ */
+static Interval *
+ParseInterval(const char *text)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Interval   *volatile result = NULL;
+
+	PG_TRY();
+	{
+		result = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(text),
+													   ObjectIdGetDatum(InvalidOid),
+													   Int32GetDatum(-1)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		result = NULL;
+	}
+	PG_END_TRY();
+	if (result != NULL && (result->month < 0 || result->day < 0 || result->time < 0))
+		result = NULL;
+	return result;
+}
+
+static bool
+CheckArchiveAfter(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	(void) source;
+	if (*newval == NULL || ParseInterval(*newval) == NULL)
+	{
+		GUC_check_errdetail("order_ext.archive_after must be a non-negative interval, e.g. '90 days'.");
+		return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * DROP DATABASE: stop the database's order_ext processes first
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * StopDatabaseProcesses
+ *		SIGTERM the order_ext background processes connected to dboid and
+ *		wait up to 5 s for them to exit.
+ */
+static void
+StopDatabaseProcesses(Oid dboid)
+{
+	pid_t		pids[MAX_WORKERS];
+	int			npids = 0;
+	int			n = pgstat_fetch_stat_numbackends();
+	int			i;
+	int			waited;
+
+	for (i = 1; i <= n && npids < MAX_WORKERS; i++)
+	{
+		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+		const char *type;
+
+		if (l == NULL || l->backendStatus.st_databaseid != dboid ||
+			l->backendStatus.st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(l->backendStatus.st_procpid);
+		if (type != NULL && strncmp(type, "order_ext ", 10) == 0 &&
+			kill(l->backendStatus.st_procpid, SIGTERM) == 0)
+			pids[npids++] = l->backendStatus.st_procpid;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	for (waited = 0; waited < 50; waited++)
+	{
+		bool		alive = false;
+
+		for (i = 0; i < npids; i++)
+			if (pids[i] != 0 && kill(pids[i], 0) == 0)
+				alive = true;
+		if (!alive)
+			break;
+		pg_usleep(100000L);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (npids > 0)
+		ereport(LOG,
+				(errmsg("order_ext: stopped %d background process(es) of a database being dropped", npids)));
+}
+
+static void
+WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, DropdbStmt))
+	{
+		Oid			dboid = get_database_oid(((DropdbStmt *) stmt)->dbname, true);
+
+		if (OidIsValid(dboid))
+			StopDatabaseProcesses(dboid);
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
+
+/* ---------------------------------------------------------------------
+ * The per-database worker
+ * ---------------------------------------------------------------------
+ */
+
+static int64
+ArchiveJob(bool *skipped)
+{
+	Interval   *after = ParseInterval(oe_archive_after);
+
+	if (after == NULL)
+		elog(ERROR, "order_ext.archive_after is not a valid interval");
+	return ArchiveRun(after, oe_archive_batch_size, oe_archive_pause_ms, false, skipped);
+}
+
+/*
+ * RunSqlJob
+ *		An SQL job in a transaction of its own (repeated while it returns
+ *		more than zero if job->repeat); the sum of what it returned.
+ */
+static int64
+RunSqlJob(const WorkerJob *job)
+{
+	int64		total = 0;
+	int			i;
+
+	for (i = 0; i < JOB_REPEATS; i++)
+	{
+		int64		value = 0;
+		char	   *text;
+
+		CHECK_FOR_INTERRUPTS();
+		BgXactBegin();
+		if (SPI_execute(job->sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "job %s: its statement did not return one row", job->name);
+		text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (text != NULL)
+			value = strtoll(text, NULL, 10);
+		BgXactCommit();
+		total += value;
+		if (!job->repeat || value <= 0)
+			break;
+	}
+	return total;
+}
+
+/*
+ * CanMaintainHere
+ *		False on a Citus worker node (the order tables' parents live on the
+ *		coordinator); true elsewhere.
+ */
+static bool
+CanMaintainHere(void)
+{
+	bool		ok = true;
+	bool		isnull;
+
+	BgXactBegin();
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('pg_catalog.citus_is_coordinator()') IS NOT NULL",
+					true, 1) == SPI_OK_SELECT &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+		SPI_execute("SELECT pg_catalog.citus_is_coordinator()", true, 1) == SPI_OK_SELECT)
+		ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	BgXactCommit();
+	return ok;
+}
+
+/*
+ * WorkerRun
+ *		One run: every job of WorkerJobs[], each in transactions of its own;
+ *		a failing job is recorded and the others still run.
+ */
+static void
+WorkerRun(MemoryContext cxt)
+{
+	static bool warned_missing = false;
+	static bool warned_citus = false;
+	StringInfoData results;
+	StringInfoData message;
+	bool		installed;
+	volatile bool failed = false;
+	int64		run_id;
+	volatile int j;
+
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("order_ext", true));
+	if (!installed && !warned_missing)
+		ereport(LOG,
+				(errmsg("order_ext worker: extension order_ext is not installed in database \"%s\"; waiting for it",
+						get_database_name(MyDatabaseId))));
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (!installed)
+	{
+		warned_missing = true;
+		return;
+	}
+	warned_missing = false;
+	if (!CanMaintainHere())
+	{
+		if (!warned_citus)
+			ereport(LOG,
+					(errmsg("order_ext worker: this is not the Citus coordinator; nothing to do here")));
+		warned_citus = true;
+		return;
+	}
+
+	run_id = RunsBegin("worker");
+	initStringInfo(&results);
+	initStringInfo(&message);
+	appendStringInfoChar(&results, '{');
+	for (j = 0; j < (int) lengthof(WorkerJobs); j++)
+	{
+		const WorkerJob *job = &WorkerJobs[j];
+		char		activity[64];
+
+		snprintf(activity, sizeof(activity), "order_ext worker: %s", job->name);
+		pgstat_report_activity(STATE_RUNNING, activity);
+		PG_TRY();
+		{
+			bool		skipped = false;
+			int64		value;
+
+			value = job->run ? job->run(&skipped) : RunSqlJob(job);
+			MemoryContextSwitchTo(cxt);
+			appendStringInfo(&results, "%s\"%s\": " INT64_FORMAT, j ? ", " : "", job->name, value);
+			if (skipped)
+				appendStringInfo(&message, "%s%s skipped: another run holds its lock",
+								 message.len ? "; " : "", job->name);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata = BgXactAbort(cxt);
+
+			failed = true;
+			appendStringInfo(&results, "%s\"%s\": null", j ? ", " : "", job->name);
+			appendStringInfo(&message, "%s%s failed: %s", message.len ? "; " : "", job->name,
+							 edata->message);
+			ereport(LOG,
+					(errmsg("order_ext worker: job %s failed: %s", job->name, edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	appendStringInfoChar(&results, '}');
+	RunsEnd(run_id, failed ? "failed" : "succeeded", results.data,
+			message.len ? message.data : NULL);
+	MemoryContextSwitchTo(cxt);
+	pfree(results.data);
+	pfree(message.data);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * OrderWorkerMain
+ *		One database's worker: run every naptime seconds until SIGTERM.
+ */
+void
+OrderWorkerMain(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	MemoryContext cxt;
+	volatile TimestampTz last_start = 0;
+	bool		got_lock;
+	LOCKTAG		tag;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname(WORKER_TYPE);
+	ArchiveNice();
+	cxt = AllocSetContextCreate(TopMemoryContext, "order_ext worker", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cxt);
+
+	/* one worker per database */
+	StartTransactionCommand();
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, OE_ADVISORY_CLASS, OE_LOCK_WORKER, 2);
+	got_lock = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (!got_lock)
+	{
+		ereport(LOG,
+				(errmsg("order_ext worker: another worker serves this database; exiting")));
+		proc_exit(1);
+	}
+	ereport(LOG, (errmsg("order_ext worker started (naptime %d s)", oe_naptime)));
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		wait_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = GetCurrentTimestamp();
+		if (last_start == 0 || TimestampDifferenceExceeds(last_start, now, oe_naptime * 1000))
+		{
+			last_start = now;
+			PG_TRY();
+			{
+				WorkerRun(cxt);
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata = BgXactAbort(cxt);
+
+				ereport(LOG, (errmsg("order_ext worker: run failed: %s", edata->message)));
+				FreeErrorData(edata);
+				pgstat_report_activity(STATE_IDLE, NULL);
+			}
+			PG_END_TRY();
+			continue;
+		}
+		wait_ms = TimestampDifferenceMilliseconds(now,
+												  TimestampTzPlusMilliseconds(last_start, oe_naptime * 1000));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(wait_ms, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * The launcher
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * LauncherExit
+ *		Stop the workers this launcher started (its successor starts them).
+ */
+static void
+LauncherExit(int code, Datum arg)
+{
+	int			i;
+
+	(void) code;
+	(void) arg;
+	for (i = 0; i < MAX_WORKERS; i++)
+		if (launched[i].handle != NULL)
+			TerminateBackgroundWorker(launched[i].handle);
+}
+
+/*
+ * DatabaseOid
+ *		The database's oid, or InvalidOid.  A plain scan of pg_database (no
+ *		index: the launcher has no database, so it cannot build relcache
+ *		entries for indexes the shared init file lacks).
+ */
+static Oid
+DatabaseOid(const char *name)
+{
+	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
+	HeapTuple	tup;
+	Oid			result = InvalidOid;
+
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), name) == 0 && db->datallowconn)
+			result = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * LauncherSync
+ *		Start the workers of the configured databases that are not running
+ *		(when due), stop those of databases no longer configured; returns
+ *		how long to sleep at most.
+ */
+static long
+LauncherSync(void)
+{
+	char	   *list = pstrdup(oe_worker_databases ? oe_worker_databases : "");
+	char	   *tok;
+	char	   *save;
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = 10000;
+	int			i;
+
+	for (i = 0; i < MAX_WORKERS; i++)
+		launched[i].wanted = false;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+	{
+		char	   *name = tok;
+		char	   *end;
+		LaunchedWorker *w = NULL;
+		int			free_slot = -1;
+
+		while (*name == ' ' || *name == '\t')
+			name++;
+		end = name + strlen(name);
+		while (end > name && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*name == '"' && end - name >= 2 && end[-1] == '"')
+		{
+			end[-1] = '\0';
+			name++;
+		}
+		if (*name == '\0')
+			continue;
+		for (i = 0; i < MAX_WORKERS; i++)
+		{
+			if (launched[i].dbname[0] != '\0' && strcmp(launched[i].dbname, name) == 0)
+				w = &launched[i];
+			else if (launched[i].dbname[0] == '\0' && free_slot < 0)
+				free_slot = i;
+		}
+		if (w == NULL)
+		{
+			if (free_slot < 0)
+				continue;
+			w = &launched[free_slot];
+			memset(w, 0, sizeof(*w));
+			strlcpy(w->dbname, name, NAMEDATALEN);
+		}
+		w->wanted = true;
+		w->dboid = DatabaseOid(name);
+		if (!OidIsValid(w->dboid) && !w->warned)
+		{
+			ereport(WARNING,
+					(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases does not exist", name)));
+			w->warned = true;
+		}
+		else if (OidIsValid(w->dboid))
+			w->warned = false;
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	for (i = 0; i < MAX_WORKERS; i++)
+	{
+		LaunchedWorker *w = &launched[i];
+		pid_t		pid;
+
+		if (w->dbname[0] == '\0')
+			continue;
+		if (w->handle != NULL && GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
+		{
+			bool		fast = !TimestampDifferenceExceeds(w->started, now, 10000);
+			long		delay = RESTART_DELAY_MS;
+
+			pfree(w->handle);
+			w->handle = NULL;
+			w->fast_failures = fast ? w->fast_failures + 1 : 0;
+			for (int k = 1; k < w->fast_failures && delay < MAX_BACKOFF_MS; k++)
+				delay *= 2;
+			delay = Min(delay, MAX_BACKOFF_MS);
+			w->next_start = TimestampTzPlusMilliseconds(now, delay);
+			if (w->wanted)
+				ereport(LOG,
+						(errmsg("order_ext launcher: the worker of database \"%s\" stopped; starting it again in %ld s",
+								w->dbname, delay / 1000)));
+		}
+		if (!w->wanted)
+		{
+			if (w->handle != NULL)
+				TerminateBackgroundWorker(w->handle);
+			else
+				w->dbname[0] = '\0';
+			continue;
+		}
+		if (w->handle == NULL && OidIsValid(w->dboid))
+		{
+			if (now >= w->next_start)
+			{
+				BackgroundWorker worker;
+				MemoryContext old;
+				bool		ok;
+
+				BgWorkerFill(&worker, "OrderWorkerMain", WORKER_TYPE, ObjectIdGetDatum(w->dboid));
+				snprintf(worker.bgw_name, BGW_MAXLEN, "order_ext worker for database %s", w->dbname);
+				old = MemoryContextSwitchTo(TopMemoryContext);	/* the handle outlives the loop */
+				ok = RegisterDynamicBackgroundWorker(&worker, &w->handle);
+
+				MemoryContextSwitchTo(old);
+				if (ok)
+					w->started = now;
+				else
+				{
+					w->handle = NULL;
+					w->next_start = TimestampTzPlusMilliseconds(now, 10000 << Min(w->fast_failures++, 5));
+					ereport(WARNING,
+							(errmsg("order_ext launcher: no background worker slot free for database \"%s\"; retrying later",
+									w->dbname),
+							 errhint("Raise max_worker_processes.")));
+				}
+			}
+			if (w->handle == NULL)
+				sleep_ms = Min(sleep_ms, Max(1, TimestampDifferenceMilliseconds(now, w->next_start)));
+		}
+	}
+	pfree(list);
+	return sleep_ms;
+}
+
+/*
+ * OrderLauncherMain
+ *		Keep one worker per configured database; never exits with code 0.
+ */
+void
+OrderLauncherMain(Datum main_arg)
+{
+	MemoryContext cxt;
+
+	(void) main_arg;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	/* no database: shared catalogs only (pg_database), blocks no DROP DATABASE */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname(LAUNCHER_TYPE);
+	before_shmem_exit(LauncherExit, (Datum) 0);
+	cxt = AllocSetContextCreate(TopMemoryContext, "order_ext launcher", ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG,
+			(errmsg("order_ext launcher started (order_ext.worker_databases = '%s')",
+					oe_worker_databases ? oe_worker_databases : "")));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextSwitchTo(cxt);
+		sleep_ms = LauncherSync();
+		MemoryContextReset(cxt);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * WorkerInit
+ *		The worker GUCs; with shared_preload_libraries, the launcher and the
+ *		DROP DATABASE hook.
+ */
+void
+WorkerInit(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("order_ext.worker_databases",
+							   "Databases the order_ext background worker serves (comma-separated).",
+							   "Empty: no worker. Needs order_ext in shared_preload_libraries.",
+							   &oe_worker_databases,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("order_ext.naptime",
+							"Seconds between two runs of the order_ext background worker.",
+							NULL,
+							&oe_naptime,
+							60, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("order_ext.archive_after",
+							   "The background worker archives terminal orders older than this interval.",
+							   NULL,
+							   &oe_archive_after,
+							   "90 days",
+							   PGC_SIGHUP, 0,
+							   CheckArchiveAfter, NULL, NULL);
+	DefineCustomIntVariable("order_ext.archive_batch_size",
+							"Orders the background worker archives per transaction.",
+							NULL,
+							&oe_archive_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("order_ext.archive_pause",
+							"Pause between two archive batches, so that live traffic keeps going.",
+							NULL,
+							&oe_archive_pause_ms,
+							10, 0, 60000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = WorkerProcessUtility;
+
+	BgWorkerFill(&worker, "OrderLauncherMain", LAUNCHER_TYPE, (Datum) 0);
+	worker.bgw_restart_time = 5;	/* the postmaster restarts it: it never exits with 0 */
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}

@@ -1,0 +1,23 @@
+/*
+ * worker.h
+ *		The background worker (worker.c) and the helpers archive.c shares
+ *		with it: transactions of a background process, the run log.
+ */
+#ifndef ORDER_EXT_WORKER_H
+#define ORDER_EXT_WORKER_H
+
+#include "postmaster/bgworker.h"
+
+extern void WorkerInit(void);
+extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
+
+/* a transaction of a background process, with SPI connected */
+extern void BgXactBegin(void);
+extern void BgXactCommit(void);
+extern ErrorData *BgXactAbort(MemoryContext cxt);
+
+/* order_ext.worker_runs: one row per run */
+extern int64 RunsBegin(const char *source);
+extern void RunsEnd(int64 run_id, const char *status, const char *results, const char *message);
+
+#endif

@@ -1,0 +1,104 @@
+# The background worker (API.md "Archiving history orders", Background
+# worker): a launcher and one worker per database in
+# order_ext.worker_databases, visible in pg_stat_activity.backend_type, that
+# fires due timers and archives; it comes back after pg_terminate_backend
+# (worker or launcher) and after a crash; SIGHUP changes its naptime; each
+# run is recorded in worker_runs; it does not block DROP DATABASE.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+use lib 't', 'test/t';
+use ArchiveTest;
+
+my $node = archive_node('worker', 'order_ext',
+	"order_ext.worker_databases = 'wdb, no_such_db'", "order_ext.naptime = 1");
+$node->safe_psql('postgres', 'CREATE DATABASE wdb');
+$node->safe_psql('wdb', 'CREATE EXTENSION order_ext');
+
+my $WORKER = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext worker' AND datname = 'wdb'};
+my $LAUNCHER = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext launcher'};
+my $RUNS = q{SELECT count(*) FROM order_ext.worker_runs WHERE source = 'worker' AND status = 'succeeded'};
+
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER)", 30), 'a worker runs for wdb');
+is($node->safe_psql('postgres', "SELECT count(*) FROM ($LAUNCHER) l"), 1, 'one launcher, connected to no database');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'order_ext worker'"), 1,
+	'one worker in all (no_such_db has none)');
+ok(wait_for($node, 'wdb', "SELECT ($RUNS) >= 2", 30), 'runs are recorded in worker_runs');
+like($node->safe_psql('wdb', 'SELECT results::text FROM order_ext.worker_runs ORDER BY id DESC LIMIT 1'),
+	qr/"archive": 0.*"maintain": 0.*"run_timers": 0/, 'each run records what each job did');
+ok($node->log_contains(qr/database "no_such_db" in order_ext.worker_databases does not exist/),
+	'a missing database is logged');
+
+# the jobs: a due timer fires, a finished order of an old month is archived
+$node->safe_psql('wdb', q{
+SELECT order_ext.create_partitions('2024-01-01', '2024-01-01');
+SELECT order_ext.create_order(order_ext.min_order_id('2024-01-10'), 1, '[{"sku":"W","qty":1,"unit_price":5}]');
+SELECT order_ext.fire(order_ext.min_order_id('2024-01-10'), 'cancel', actor => 'buyer');
+CREATE TABLE t AS SELECT order_ext.new_order_id() AS id;
+SELECT order_ext.create_order(id, 2, '[{"sku":"W","qty":1,"unit_price":5}]') FROM t;
+UPDATE order_ext.timers SET due_at = now() - interval '1 second' WHERE order_id = (SELECT id FROM t);
+});
+ok(wait_for($node, 'wdb', q{SELECT status = 'cancelled' FROM order_ext.orders WHERE order_id = (SELECT id FROM t)}, 30),
+	'the worker fired the due timer (payment timeout)');
+ok(wait_for($node, 'wdb', q{SELECT EXISTS (SELECT 1 FROM order_ext.orders_history WHERE order_id = order_ext.min_order_id('2024-01-10'))}, 30),
+	'the worker archived the finished order of January 2024');
+
+# pg_terminate_backend: the worker comes back
+my $pid = $node->safe_psql('postgres', $WORKER);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER) AND NOT EXISTS ($WORKER AND pid = $pid)", 40),
+	'after pg_terminate_backend the worker comes back (a new process)');
+my $runs = $node->safe_psql('wdb', $RUNS);
+ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
+
+# the launcher too (it exits with code 1, so the postmaster restarts it)
+my $lpid = $node->safe_psql('postgres', $LAUNCHER);
+$pid = $node->safe_psql('postgres', $WORKER);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($lpid)");
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($LAUNCHER) AND NOT EXISTS ($LAUNCHER AND pid = $lpid)", 40),
+	'after pg_terminate_backend the launcher comes back');
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER) AND NOT EXISTS ($WORKER AND pid = $pid)", 40),
+	'with a new worker');
+ok(!$node->log_contains(qr/"order_ext launcher".*exited with exit code 0/), 'the launcher never exits with code 0');
+
+# SIGHUP: naptime 1 h stops the runs, naptime 1 s brings them back
+$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.naptime = 3600");
+$node->reload;
+sleep 2;
+$runs = $node->safe_psql('wdb', $RUNS);
+sleep 4;
+is($node->safe_psql('wdb', $RUNS), $runs, 'after SIGHUP with naptime = 1 h: no new run');
+$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.naptime = 1");
+$node->reload;
+ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs + 1", 15), 'after SIGHUP with naptime = 1 s: runs again');
+
+# a crash (SIGKILL of the worker: the postmaster restarts everything)
+$pid = $node->safe_psql('postgres', $WORKER);
+kill 'KILL', $pid;
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER) AND NOT EXISTS ($WORKER AND pid = $pid)", 60),
+	'after a crash the worker comes back');
+$runs = $node->safe_psql('wdb', $RUNS);
+ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
+# a run left 'running' by a process that is gone is marked failed
+$node->safe_psql('wdb', q{INSERT INTO order_ext.worker_runs (source, pid) VALUES ('worker', 999999)});
+ok(wait_for($node, 'wdb', q{SELECT status = 'failed' FROM order_ext.worker_runs WHERE pid = 999999}, 30),
+	'a run left running by a vanished process is marked failed');
+
+# DROP DATABASE is not blocked by the worker's connection
+my ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb');
+is($rc, 0, 'DROP DATABASE wdb succeeds while its worker runs') or diag($err);
+sleep 7;
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'order_ext worker'"), 0,
+	'and no worker comes back for the dropped database');
+ok($node->safe_psql('postgres', "SELECT count(*) FROM ($LAUNCHER) l") == 1, 'the launcher is still there');
+
+# SIGTERM (fast shutdown) stops everything promptly
+my $t0 = time;
+$node->stop('fast');
+cmp_ok(time - $t0, '<', 10, 'fast shutdown is prompt');
+done_testing();

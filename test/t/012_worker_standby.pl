@@ -1,0 +1,49 @@
+# The worker on a standby (API.md "Archiving history orders", Background
+# worker): the launcher starts after recovery, so a hot standby runs no
+# order_ext worker (it could not write anyway); once promoted, it does.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use lib 't', 'test/t';
+use ArchiveTest;
+
+my @conf = ("order_ext.worker_databases = 'postgres'", "order_ext.naptime = 1");
+my $primary = archive_node('primary', 'order_ext', @conf);
+$primary->safe_psql('postgres', 'CREATE EXTENSION order_ext');
+my $ORDER_EXT = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'order_ext %'};
+ok(wait_for($primary, 'postgres',
+	q{SELECT count(*) >= 2 FROM order_ext.worker_runs WHERE status = 'succeeded'}, 30),
+	'the primary\'s worker runs');
+
+$primary->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'b', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+
+# a standby: no launcher, no worker, while the primary's worker goes on
+sleep 3;
+is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'the standby is in recovery');
+is($standby->safe_psql('postgres', $ORDER_EXT), 0, 'no order_ext launcher or worker on the standby');
+my $runs = $primary->safe_psql('postgres', 'SELECT count(*) FROM order_ext.worker_runs');
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', 'SELECT count(*) FROM order_ext.worker_runs'), $runs,
+	'the standby sees the primary\'s runs');
+
+# promoted: the launcher and a worker start, and runs are recorded there
+$primary->stop;
+$standby->promote;
+ok(wait_for($standby, 'postgres',
+	q{SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'order_ext worker' AND datname = 'postgres')}, 60),
+	'after promotion the worker starts');
+my $wpid = $standby->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext worker'});
+ok(wait_for($standby, 'postgres',
+	qq{SELECT count(*) >= 2 FROM order_ext.worker_runs WHERE pid = $wpid AND status = 'succeeded'}, 30),
+	'and runs');
+$standby->stop;
+done_testing();
