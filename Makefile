@@ -50,7 +50,7 @@ UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql src/sql/55_mon
                   src/sql/70_worker.sql src/sql/80_requests.sql
 UPGRADE_0_1_OLD = src/sql/02_ids.sql src/sql/10_machines.sql src/sql/20_order_tables.sql \
                   src/sql/30_partitions.sql src/sql/40_create_order.sql src/sql/50_state_machine.sql
-UPGRADE_0_1_END = src/sql/90_privileges.sql src/sql/98_dump.sql src/sql/99_ready.sql
+UPGRADE_0_1_END = src/sql/90_privileges.sql src/sql/95_stats.sql src/sql/98_dump.sql src/sql/99_ready.sql
 $(EXTENSION)--0.1--0.2.sql: src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW) $(UPGRADE_0_1_OLD) $(UPGRADE_0_1_END)
 	{ cat src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW); \
 	  awk '/^INSERT INTO order_ext.role_grants/,/;$$/' $(UPGRADE_0_1_OLD); \

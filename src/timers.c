@@ -20,6 +20,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/array.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 
 #include "aftersale.h"
@@ -228,6 +229,16 @@ RunTimers(int32 max, uint64 *claimed)
 		CHECK_FOR_INTERRUPTS();
 		if (FireTimer(&timers[i], payload))
 			fired++;
+		if ((i + 1) % 500 == 0)
+		{
+			/* progress in pg_stat_activity.query while the call runs */
+			char		activity[128];
+
+			snprintf(activity, sizeof(activity),
+					 "order_ext.run_timers: %llu of %llu due timers handled, %d fired",
+					 (unsigned long long) (i + 1), (unsigned long long) n, fired);
+			pgstat_report_activity(STATE_RUNNING, activity);
+		}
 		if ((i + 1) % 1000 == 0)
 			ereport(LOG,
 					(errmsg("order_ext: run_timers progress: %llu of %llu timers handled, %d fired",

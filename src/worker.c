@@ -3,7 +3,8 @@
  *		The background worker: a launcher (started after recovery, so never
  *		on a standby and at once on promotion) and one worker per database in
  *		order_ext.worker_databases, which every order_ext.naptime seconds runs
- *		the jobs of WorkerJobs[] (timers, partition maintenance, archiving),
+ *		the jobs of WorkerJobs[] (timers, partition maintenance, archiving,
+ *		pruning acknowledged outbox events and expired request keys),
  *		each in transactions of its own, and records the run in
  *		order_ext.worker_runs.
  *
@@ -105,6 +106,8 @@ static const WorkerJob WorkerJobs[] = {
 	{"run_timers", "SELECT order_ext.run_timers_claimed(1000)", true, NULL},
 	{"maintain", "SELECT order_ext.maintain()", false, NULL},
 	{"archive", NULL, false, ArchiveJob},
+	{"prune_outbox", "SELECT order_ext.prune_outbox(10000)", true, NULL},
+	{"prune_requests", "SELECT order_ext.prune_requests()", false, NULL},
 };
 
 /* What the launcher knows of each database's worker. */
