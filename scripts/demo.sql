@@ -218,4 +218,46 @@ SELECT pg_temp.expect(count(*) = 0, 'check_stock(): reserved equals what orders 
 FROM order_ext.check_stock();
 
 \echo
+\echo '=== 10. Money: two payments add up, a refund by units, a late payment is never lost ==='
+SELECT order_ext.new_order_id() AS m1 \gset
+SELECT status, payable_total FROM order_ext.create_order(:m1, 601,
+       '[{"sku":"TEA-1","qty":3,"unit_price":1000}]', discounts => '[{"kind":"coupon","amount":100}]');
+\echo 'Balance first, then the card; the second payment completes it and fires pay:'
+SELECT status, paid_total FROM order_ext.record_payment(:m1, 'BAL-77', 1000, 'balance');
+SELECT status, paid_total FROM order_ext.record_payment(:m1, 'CARD-88', 1900, 'card');
+\echo 'The gateway calls back twice with CARD-88: nothing changes'
+SELECT status, paid_total, version FROM order_ext.record_payment(:m1, 'CARD-88', 1900, 'card');
+\echo 'One tea refunded: its price net of its share of the coupon'
+SELECT refunded_total FROM order_ext.refund(:m1, 'RF-1', lines => '[{"line_no":1,"qty":1}]');
+\echo 'The other two: the whole payment comes back exactly, and the order closes'
+SELECT status, paid_total, refunded_total FROM order_ext.refund(:m1, 'RF-2', lines => '[{"line_no":1,"qty":2}]');
+SELECT pg_temp.expect(refunded_total = paid_total AND status = 'closed', 'refunded to the cent, closed')
+FROM order_ext.orders WHERE order_id = :m1;
+\echo 'A payment for a cancelled order is kept and flagged for refund:'
+SELECT order_ext.new_order_id() AS m2 \gset
+SELECT status FROM order_ext.create_order(:m2, 602, '[{"sku":"TEA-1","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.fire(:m2, 'cancel', actor => 'buyer');
+SELECT status, paid_total FROM order_ext.record_payment(:m2, 'CARD-99', 1000, 'card');
+SELECT event, payload->>'txn_id' AS txn_id FROM order_ext.outbox WHERE order_id = :m2 AND event = 'refund_due';
+
+\echo
+\echo '=== 11. Events out: a consumer reads, acknowledges, and reads only what is new ==='
+SELECT count(*) AS events_for_erp FROM order_ext.read_events('erp', 1000);
+SELECT order_ext.ack_events('erp', array_agg(id)) AS acknowledged FROM order_ext.read_events('erp', 1000);
+SELECT count(*) AS left_for_erp FROM order_ext.read_events('erp', 1000);
+
+\echo
+\echo '=== 12. History: an order from two years ago, finished, moves to history and is still found ==='
+SELECT order_ext.create_partitions(now() - interval '2 years', now() - interval '2 years');
+SELECT order_ext.min_order_id(now() - interval '2 years') + 1 AS old_id \gset
+SELECT status FROM order_ext.create_order(:old_id, 603, '[{"sku":"TEA-1","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.fire(:old_id, 'cancel', actor => 'buyer');
+SELECT order_ext.archive('90 days', 100) AS archived;
+SELECT order_id = :old_id AS found, status FROM order_ext.find_order(:old_id);
+SELECT (SELECT count(*) FROM order_ext.orders WHERE order_id = :old_id) AS live,
+       (SELECT count(*) FROM order_ext.orders_history WHERE order_id = :old_id) AS history;
+SELECT version, event FROM order_ext.timeline(:old_id);
+SELECT section, name, value FROM order_ext.stats ORDER BY 1, 2;
+
+\echo
 \echo '=== The demo ran to the end. ==='
