@@ -605,12 +605,14 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 /*
  * ArchiveCovers
  *		Whether order_ext.orders_history has a partition that takes order_id
- *		(only then can the id be archived).  A binary search in the relcache.
+ *		(only then can the id be archived).  A binary search in the relcache;
+ *		the table's oid is cached (OrderRelid).
  */
 bool
 ArchiveCovers(int64 order_id)
 {
-	Oid			relid = get_relname_relid("orders_history", get_namespace_oid("order_ext", false));
+	static Oid	history_relid = InvalidOid;
+	Oid			relid = OrderRelid(&history_relid, "orders_history");
 	Relation	rel;
 	PartitionKey key;
 	PartitionDesc pd;

@@ -12,6 +12,9 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "catalog/namespace.h"
 #include "utils/resowner.h"
 
 #include "events.h"
@@ -143,4 +146,55 @@ OrderSubxact(OrderSubxactFn fn, void *arg)
 	}
 	PG_END_TRY();
 	return result;
+}
+
+/*
+ * Cached oids of order_ext's tables: one relcache callback forgets every
+ * cached oid whose table is invalidated (or all, on a full reset).
+ */
+#define MAX_RELID_CACHES 16
+static Oid *relid_caches[MAX_RELID_CACHES];
+static int	nrelid_caches = 0;
+
+static void
+RelidCachesReset(Datum arg, Oid relid)
+{
+	int			i;
+
+	(void) arg;
+	for (i = 0; i < nrelid_caches; i++)
+		if (!OidIsValid(relid) || *relid_caches[i] == relid)
+			*relid_caches[i] = InvalidOid;
+}
+
+/*
+ * OrderRelid
+ *		The oid of table order_ext.<name>, kept in *cache (a static of the
+ *		caller) until the table's relcache entry is invalidated, so a hot
+ *		path looks it up in the catalog once.  InvalidOid if it does not
+ *		exist.
+ */
+Oid
+OrderRelid(Oid *cache, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < nrelid_caches && relid_caches[i] != cache; i++)
+		;
+	if (i == nrelid_caches)
+	{
+		if (nrelid_caches == 0)
+			CacheRegisterRelcacheCallback(RelidCachesReset, (Datum) 0);
+		if (nrelid_caches == MAX_RELID_CACHES)
+			elog(ERROR, "too many cached order_ext relation oids");
+		relid_caches[nrelid_caches++] = cache;
+		*cache = InvalidOid;
+	}
+	if (!OidIsValid(*cache))
+	{
+		Oid			nsp = get_namespace_oid("order_ext", true);
+
+		*cache = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+	}
+	return *cache;
 }

@@ -65,6 +65,9 @@ extern void RunDDLWithRetry(const char *sql);
 extern const char *const OrderTables[];
 extern const int OrderTablesCount;
 
+/* order_ext.c: a table's oid cached until its relcache entry is invalidated */
+extern Oid	OrderRelid(Oid *cache, const char *name);
+
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 

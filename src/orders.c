@@ -91,31 +91,11 @@ static Oid	orders_relid = InvalidOid;
 
 PG_FUNCTION_INFO_V1(create_order);
 
-static void
-OrdersRelidReset(Datum arg, Oid relid)
-{
-	(void) arg;
-	if (!OidIsValid(relid) || relid == orders_relid)
-		orders_relid = InvalidOid;
-}
-
-/*
- * OrdersRelid
- *		The oid of order_ext.orders, cached until that relation changes.
- */
+/* order_ext.orders' oid (cached) */
 static Oid
 OrdersRelid(void)
 {
-	static bool registered = false;
-
-	if (!registered)
-	{
-		CacheRegisterRelcacheCallback(OrdersRelidReset, (Datum) 0);
-		registered = true;
-	}
-	if (!OidIsValid(orders_relid))
-		orders_relid = get_relname_relid("orders", get_namespace_oid("order_ext", false));
-	if (!OidIsValid(orders_relid))
+	if (!OidIsValid(OrderRelid(&orders_relid, "orders")))
 		elog(ERROR, "order_ext.orders does not exist");
 	return orders_relid;
 }
