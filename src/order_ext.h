@@ -58,7 +58,7 @@ extern TimestampTz OrderIdTime(int64 order_id);
 
 /* partitions.c */
 extern void OrderPartitionsInit(void);
-extern void OrderPartitionCheck(Relation rel, int64 order_id);
+extern Oid	OrderPartitionCheck(Relation rel, int64 order_id);
 extern void OrderPartitionRelease(Oid relid);
 extern void OrderPartitionAdopt(Oid relid);
 extern void RunDDLWithRetry(const char *sql);

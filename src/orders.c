@@ -81,6 +81,7 @@ typedef struct CreateRequest
 	int64		discount_total;
 	int64		payable_total;
 	pg_uuid_t	fingerprint;
+	char		month[NAMEDATALEN];	/* "_pYYYY_MM" of the order's partitions, or "" */
 } CreateRequest;
 
 static SPIPlanPtr insert_order_plan = NULL;
@@ -561,6 +562,91 @@ ExistingOrder(CreateRequest *req, bool archived)
 	" SELECT ord FROM o"
 
 /*
+ * The plans of the months orders were created in lately: the same
+ * statement as InsertOrder's, writing the month's partitions directly
+ * rather than through the parents, which saves finding the partition of
+ * each row (tuple routing) on every call.
+ */
+typedef struct MonthPlans
+{
+	char		month[NAMEDATALEN];	/* "_pYYYY_MM"; "" if unused */
+	SPIPlanPtr	plan[2];		/* without, with discounts */
+} MonthPlans;
+
+#define MONTH_PLANS 4
+static MonthPlans month_plans[MONTH_PLANS];
+static int	month_plans_next = 0;
+
+/* s with every "from" replaced by "to" (palloc'd) */
+static char *
+ReplaceAll(const char *s, const char *from, const char *to)
+{
+	StringInfoData buf;
+	const char *p;
+	size_t		len = strlen(from);
+
+	initStringInfo(&buf);
+	while ((p = strstr(s, from)) != NULL)
+	{
+		appendBinaryStringInfo(&buf, s, p - s);
+		appendStringInfoString(&buf, to);
+		s = p + len;
+	}
+	appendStringInfoString(&buf, s);
+	return buf.data;
+}
+
+/*
+ * MonthPlan
+ *		The insert plan for orders of a month whose partitions all exist;
+ *		NULL (use the parents) otherwise.
+ */
+static SPIPlanPtr
+MonthPlan(const char *month, bool discounts, Oid *argtypes)
+{
+	static const char *const parts[] = {"order_items", "order_events", "order_discounts"};
+	Oid			nsp = get_namespace_oid("order_ext", false);
+	MonthPlans *e = NULL;
+	int			i;
+
+	if (month[0] == '\0')
+		return NULL;
+	for (i = 0; i < (int) lengthof(parts); i++)
+		if (!OidIsValid(get_relname_relid(psprintf("%s%s", parts[i], month), nsp)))
+			return NULL;
+	for (i = 0; i < MONTH_PLANS && e == NULL; i++)
+		if (strcmp(month_plans[i].month, month) == 0)
+			e = &month_plans[i];
+	if (e == NULL)
+	{
+		e = &month_plans[month_plans_next];
+		month_plans_next = (month_plans_next + 1) % MONTH_PLANS;
+		for (i = 0; i < 2; i++)
+			if (e->plan[i] != NULL)
+			{
+				SPI_freeplan(e->plan[i]);
+				e->plan[i] = NULL;
+			}
+		strlcpy(e->month, month, sizeof(e->month));
+	}
+	if (e->plan[discounts] == NULL)
+	{
+#define IF_NEW "EXISTS (SELECT 1 FROM o)"
+		char	   *sql = discounts ? INSERT_ORDER_HEAD INSERT_ORDER_DISCOUNTS INSERT_ORDER_TAIL
+			: INSERT_ORDER_HEAD INSERT_ORDER_TAIL;
+#undef IF_NEW
+
+		sql = ReplaceAll(sql, "INTO order_ext.orders AS o",
+						 psprintf("INTO order_ext.orders%s AS o", month));
+		for (i = 0; i < (int) lengthof(parts); i++)
+			sql = ReplaceAll(sql, psprintf("INTO order_ext.%s ", parts[i]),
+							 psprintf("INTO order_ext.%s%s ", parts[i], month));
+		(void) OrderPlan(&e->plan[discounts], sql, 24, argtypes);
+	}
+	return e->plan[discounts];
+}
+
+/*
  * InsertOrder
  *		The whole new order in one statement: the order row (INSERT ... ON
  *		CONFLICT DO NOTHING) and, only if it was new, its items, discounts,
@@ -653,10 +739,11 @@ InsertOrder(CreateRequest *req)
 
 #define IF_NEW "EXISTS (SELECT 1 FROM o)"
 	/* without discounts, a plan without their (empty) INSERT */
-	if (nd > 0)
+	plan = MonthPlan(req->month, nd > 0, argtypes);
+	if (plan == NULL && nd > 0)
 		plan = OrderPlan(&insert_order_plan,
 						 INSERT_ORDER_HEAD INSERT_ORDER_DISCOUNTS INSERT_ORDER_TAIL, 24, argtypes);
-	else
+	else if (plan == NULL)
 		plan = OrderPlan(&insert_order_plain_plan,
 						 INSERT_ORDER_HEAD INSERT_ORDER_TAIL, 24, argtypes);
 #undef IF_NEW
@@ -718,9 +805,16 @@ create_order(PG_FUNCTION_ARGS)
 	if (row == (Datum) 0)
 	{
 		/* a clear error naming create_partitions, not the executor's */
+		Oid			part;
+		char	   *name;
+
 		rel = table_open(OrdersRelid(), RowExclusiveLock);
-		OrderPartitionCheck(rel, req.order_id);
+		part = OrderPartitionCheck(rel, req.order_id);
 		table_close(rel, NoLock);
+		/* its month's partitions are written directly (MonthPlan) */
+		name = get_rel_name(part);
+		if (name != NULL && strncmp(name, "orders_p", 8) == 0 && strlen(name) < NAMEDATALEN)
+			strlcpy(req.month, name + 6, sizeof(req.month));
 	}
 
 	for (attempt = 0; row == (Datum) 0; attempt++)

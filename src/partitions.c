@@ -492,10 +492,11 @@ maintain(PG_FUNCTION_ARGS)
 
 /*
  * OrderPartitionCheck
- *		Raise a clear error if no partition of 'rel' takes order_id.  Uses
- *		the relcache's partition descriptor, so it costs a binary search.
+ *		Raise a clear error if no partition of 'rel' takes order_id, else
+ *		return that partition.  Uses the relcache's partition descriptor,
+ *		so it costs a binary search.
  */
-void
+Oid
 OrderPartitionCheck(Relation rel, int64 order_id)
 {
 	PartitionKey key = RelationGetPartitionKey(rel);
@@ -525,4 +526,5 @@ OrderPartitionCheck(Relation rel, int64 order_id)
 				 errhint("Create that month first: SELECT order_ext.create_partitions('%s', '%s');",
 						 pstrdup(timestamptz_to_str(t)), pstrdup(timestamptz_to_str(t)))));
 	}
+	return pd->oids[part_index];
 }
