@@ -199,7 +199,8 @@ BEGIN
                 action := 'create_replay';
             ELSE
                 action := 'create_other_request';
-                items := jsonb_set(items, '{items}', jsonb_build_array(fuzz.line(false)));
+                -- one line more: never the same request by chance
+                items := jsonb_set(items, '{items}', (items->'items') || jsonb_build_array(fuzz.line(false)));
             END IF;
         ELSE
             id := order_ext.new_order_id();
