@@ -605,20 +605,27 @@ static SPIPlanPtr
 MonthPlan(const char *month, bool discounts, Oid *argtypes)
 {
 	static const char *const parts[] = {"order_items", "order_events", "order_discounts"};
-	Oid			nsp = get_namespace_oid("order_ext", false);
 	MonthPlans *e = NULL;
 	int			i;
 
 	if (month[0] == '\0')
 		return NULL;
-	for (i = 0; i < (int) lengthof(parts); i++)
-		if (!OidIsValid(get_relname_relid(psprintf("%s%s", parts[i], month), nsp)))
-			return NULL;
 	for (i = 0; i < MONTH_PLANS && e == NULL; i++)
 		if (strcmp(month_plans[i].month, month) == 0)
 			e = &month_plans[i];
 	if (e == NULL)
 	{
+		/*
+		 * The other tables' partitions of the month are looked up once, when
+		 * the month's entry is made: the caller has just found the orders
+		 * partition, and the five tables' months are made and archived
+		 * together.
+		 */
+		Oid			nsp = get_namespace_oid("order_ext", false);
+
+		for (i = 0; i < (int) lengthof(parts); i++)
+			if (!OidIsValid(get_relname_relid(psprintf("%s%s", parts[i], month), nsp)))
+				return NULL;
 		e = &month_plans[month_plans_next];
 		month_plans_next = (month_plans_next + 1) % MONTH_PLANS;
 		for (i = 0; i < 2; i++)
