@@ -29,7 +29,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "tcop/utility.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -51,7 +50,6 @@ static List *pending_notifies = NIL;	/* order ids, in TopTransactionContext */
 static bool xact_callback_registered = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static void
 EventsShmemRequest(void)
@@ -86,34 +84,25 @@ ListenerExit(int code, Datum arg)
 }
 
 /*
- * EventsProcessUtility
- *		Count this session as a listener when it runs LISTEN order_ext.
+ * EventsBeforeListen
+ *		Count this session as a listener when it runs LISTEN order_ext
+ *		(called by the utility hook, order_ext.c).
  */
-static void
-EventsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					 ProcessUtilityContext context, ParamListInfo params,
-					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+void
+EventsBeforeListen(ListenStmt *stmt)
 {
-	Node	   *stmt = pstmt->utilityStmt;
-
-	if (IsA(stmt, ListenStmt) && listener_state != NULL && !counted_as_listener &&
-		strcmp(((ListenStmt *) stmt)->conditionname, "order_ext") == 0)
+	if (listener_state != NULL && !counted_as_listener &&
+		strcmp(stmt->conditionname, "order_ext") == 0)
 	{
 		before_shmem_exit(ListenerExit, (Datum) 0);
 		pg_atomic_fetch_add_u32(&listener_state->listeners, 1);
 		counted_as_listener = true;
 	}
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-							 dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-								dest, qc);
 }
 
 /*
  * EventsInit
- *		With shared_preload_libraries: the listener count and its hook.
+ *		With shared_preload_libraries: the listener count in shared memory.
  */
 void
 EventsInit(void)
@@ -124,8 +113,6 @@ EventsInit(void)
 	shmem_request_hook = EventsShmemRequest;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = EventsShmemStartup;
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = EventsProcessUtility;
 }
 
 /*

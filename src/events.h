@@ -5,6 +5,8 @@
 #ifndef ORDER_EXT_EVENTS_H
 #define ORDER_EXT_EVENTS_H
 
+#include "nodes/parsenodes.h"
+
 /*
  * The SQL that writes one event row and its outbox row, as two CTEs named
  * ev and evx, for statements that write other rows too (create_order);
@@ -27,6 +29,7 @@ extern void OrderEventAppend(int64 order_id, int32 version, const char *event,
 extern void OutboxNotice(int64 order_id, int32 version, const char *event, Datum payload);
 extern void OrderNotify(int64 order_id);
 extern void EventsInit(void);
+extern void EventsBeforeListen(ListenStmt *stmt);
 extern Datum EmptyJsonb(void);
 
 #endif

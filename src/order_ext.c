@@ -11,6 +11,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -29,6 +30,35 @@ int			oe_ddl_lock_timeout_ms = 1000;
 int			oe_request_ttl_s = 86400;
 
 void		_PG_init(void);
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/*
+ * OrderProcessUtility
+ *		The one utility hook of the library: what must happen before some
+ *		statements run.  Installed also without shared_preload_libraries
+ *		(a restoring session loads the library with CREATE EXTENSION).
+ */
+static void
+OrderProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					ProcessUtilityContext context, ParamListInfo params,
+					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, CopyStmt))
+		OrderPartitionsBeforeCopy((CopyStmt *) stmt);	/* a restore's missing month */
+	else if (IsA(stmt, ListenStmt))
+		EventsBeforeListen((ListenStmt *) stmt);	/* the listener count */
+	else if (IsA(stmt, DropdbStmt))
+		WorkerBeforeDropdb((DropdbStmt *) stmt);	/* our processes must not block it */
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
 
 /*
  * _PG_init
@@ -81,7 +111,8 @@ _PG_init(void)
 
 	OrderIdsInit();
 	EventsInit();
-	OrderPartitionsInit();
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = OrderProcessUtility;
 }
 
 /*

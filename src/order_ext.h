@@ -15,6 +15,7 @@
 #include "utils/timestamp.h"
 #include "executor/spi.h"
 #include "utils/rel.h"
+#include "nodes/parsenodes.h"
 
 /*
  * SQLSTATE class OE: the error contract of API.md.  Every user-facing error
@@ -57,7 +58,7 @@ extern int64 OrderIdMinForTime(TimestampTz t);
 extern TimestampTz OrderIdTime(int64 order_id);
 
 /* partitions.c */
-extern void OrderPartitionsInit(void);
+extern void OrderPartitionsBeforeCopy(CopyStmt *stmt);
 extern Oid	OrderPartitionCheck(Relation rel, int64 order_id);
 extern void OrderPartitionRelease(Oid relid);
 extern void OrderPartitionAdopt(Oid relid);

@@ -37,7 +37,6 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "tcop/utility.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "utils/acl.h"
@@ -70,26 +69,7 @@ const int	OrderTablesCount = lengthof(OrderTables);
 PG_FUNCTION_INFO_V1(create_partitions);
 PG_FUNCTION_INFO_V1(maintain);
 
-static ProcessUtility_hook_type prev_process_utility = NULL;
-
 static int	CreateMonths(TimestampTz from, TimestampTz to, const char *suffix);
-static void PartitionsProcessUtility(PlannedStmt *pstmt, const char *queryString,
-									 bool readOnlyTree, ProcessUtilityContext context,
-									 ParamListInfo params, QueryEnvironment *queryEnv,
-									 DestReceiver *dest, QueryCompletion *qc);
-
-/*
- * OrderPartitionsInit
- *		Install the hook that makes a month's partitions before a restore
- *		copies rows into them (also without shared_preload_libraries: the
- *		restoring session loads the library with CREATE EXTENSION).
- */
-void
-OrderPartitionsInit(void)
-{
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = PartitionsProcessUtility;
-}
 
 /*
  * RelOwner
@@ -172,13 +152,16 @@ OrderPartitionRelease(Oid relid)
 }
 
 /*
- * RestoreMonthForCopy
+ * OrderPartitionsBeforeCopy
  *		Before COPY order_ext.<table>_pYYYY_MM FROM ... (a restore) into a
  *		partition that does not exist, make that month's partitions, as the
- *		owner of the order tables.  Anything else is left to COPY.
+ *		owner of the order tables.  Anything else is left to COPY.  Called
+ *		by the utility hook (order_ext.c), which is installed also without
+ *		shared_preload_libraries: the restoring session loads the library
+ *		with CREATE EXTENSION.
  */
-static void
-RestoreMonthForCopy(CopyStmt *stmt)
+void
+OrderPartitionsBeforeCopy(CopyStmt *stmt)
 {
 	RangeVar   *rv = stmt->relation;
 	Oid			nspid;
@@ -244,20 +227,6 @@ RestoreMonthForCopy(CopyStmt *stmt)
 					year, month, rv->relname)));
 }
 
-static void
-PartitionsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-						 ProcessUtilityContext context, ParamListInfo params,
-						 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	if (IsA(pstmt->utilityStmt, CopyStmt))
-		RestoreMonthForCopy((CopyStmt *) pstmt->utilityStmt);
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-							 dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-								dest, qc);
-}
 
 /*
  * MonthStart

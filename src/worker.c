@@ -21,8 +21,8 @@
  *   - SIGTERM stops every process promptly (die(), CHECK_FOR_INTERRUPTS
  *     between batches); SIGHUP reloads the settings;
  *   - a worker keeps a connection to its database, which would block DROP
- *     DATABASE: a ProcessUtility hook stops the database's order_ext
- *     processes before DROP DATABASE runs, and the launcher restarts a
+ *     DATABASE: the library's utility hook (order_ext.c) stops the database's
+ *     order_ext processes before DROP DATABASE runs (WorkerBeforeDropdb), and the launcher restarts a
  *     worker only after 5 s and only if the database still exists;
  *   - one worker per database (a session advisory lock), and one archive
  *     run at a time with manual and pg_cron runs (archive.c's lock);
@@ -57,7 +57,6 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -83,7 +82,6 @@ static int	oe_naptime = 60;
 static char *oe_archive_after = NULL;
 static int	oe_archive_batch_size = 1000;
 
-static ProcessUtility_hook_type prev_process_utility = NULL;
 static MemoryContext xact_saved_cxt = NULL;
 
 /*
@@ -357,26 +355,19 @@ StopDatabaseProcesses(Oid dboid)
 				(errmsg("order_ext: stopped %d background process(es) of a database being dropped", npids)));
 }
 
-static void
-WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					 ProcessUtilityContext context, ParamListInfo params,
-					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+/*
+ * WorkerBeforeDropdb
+ *		Before DROP DATABASE: stop our processes connected to it, so they do
+ *		not block it (called by the utility hook, order_ext.c; also
+ *		without shared_preload_libraries, where archive() still starts one).
+ */
+void
+WorkerBeforeDropdb(DropdbStmt *stmt)
 {
-	Node	   *stmt = pstmt->utilityStmt;
+	Oid			dboid = get_database_oid(stmt->dbname, true);
 
-	if (IsA(stmt, DropdbStmt))
-	{
-		Oid			dboid = get_database_oid(((DropdbStmt *) stmt)->dbname, true);
-
-		if (OidIsValid(dboid))
-			StopDatabaseProcesses(dboid);
-	}
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-							 dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-								dest, qc);
+	if (OidIsValid(dboid))
+		StopDatabaseProcesses(dboid);
 }
 
 /* ---------------------------------------------------------------------
@@ -831,8 +822,7 @@ OrderLauncherMain(Datum main_arg)
 
 /*
  * WorkerInit
- *		The worker GUCs; with shared_preload_libraries, the launcher and the
- *		DROP DATABASE hook.
+ *		The worker GUCs; with shared_preload_libraries, the launcher.
  */
 void
 WorkerInit(void)
@@ -877,9 +867,6 @@ WorkerInit(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = WorkerProcessUtility;
 
 	BgWorkerFill(&worker, "OrderLauncherMain", LAUNCHER_TYPE, (Datum) 0);
 	worker.bgw_restart_time = 5;	/* the postmaster restarts it: it never exits with 0 */

@@ -6,9 +6,11 @@
 #ifndef ORDER_EXT_WORKER_H
 #define ORDER_EXT_WORKER_H
 
+#include "nodes/parsenodes.h"
 #include "postmaster/bgworker.h"
 
 extern void WorkerInit(void);
+extern void WorkerBeforeDropdb(DropdbStmt *stmt);
 extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
 
 /* a transaction of a background process, with SPI connected */
