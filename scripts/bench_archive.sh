@@ -22,6 +22,11 @@
 #    same weather. It also exercises cancel-and-resume under load.
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
+# "p99 n": the 99th percentile (ms) of the latencies (us) on stdin, and their count.
+archive_bench_pct99() {
+	sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f %d", v[i] / 1000, NR }'
+}
+
 # p99 latency (ms) of create_order at a steady rate for BENCH_ARCHIVE_SECONDS.
 archive_bench_p99() {
 	local logdir
@@ -31,8 +36,7 @@ archive_bench_p99() {
 		-f "$BENCH/create_order.ours.sql" --log --log-prefix="$logdir/tx" postgres >/dev/null 2>&1 ||
 		{ rm -rf "$logdir"; return 1; }
 	# per-transaction log: field 3 is the latency in microseconds
-	cat "$logdir"/tx.* | awk '{ print $3 }' | sort -n |
-		awk '{ a[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", a[i] / 1000 }'
+	cat "$logdir"/tx.* | awk '{ print $3 }' | archive_bench_pct99 | cut -d' ' -f1
 	rm -rf "$logdir"
 }
 
@@ -43,7 +47,7 @@ archive_bench_window_p99() {
 	cat "$1"/tx.* | awk '{ printf "%d.%06d %d\n", $5, $6, $3 }' |
 		awk -v kind="$3" 'NR == FNR { if ($3 == kind) { a[++m] = $1 + 0.2; b[m] = $2 } next }
 			{ for (i = 1; i <= m; i++) if ($1 >= a[i] && $1 < b[i]) { print $2; break } }' "$2" - |
-		sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f %d", v[i] / 1000, NR }'
+		archive_bench_pct99
 }
 
 # Interleaved windows (3. above) over the month being built with one order
