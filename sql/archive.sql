@@ -202,4 +202,42 @@ SELECT count(*) AS live_february FROM order_ext.orders x JOIN o ON o.id = x.orde
 SELECT order_ext.archive('0 seconds', 1000) AS moved_today;
 SELECT count(*) AS live_today FROM order_ext.orders x JOIN o ON o.id = x.order_id WHERE o.month = 'now';
 
+--------------------------------------------------------------------------
+-- An order whose after-sale is still open stays live, also when every order
+-- of its month has ended (the month then moves by batches, not whole); once
+-- the after-sale is refunded, the order moves
+--------------------------------------------------------------------------
+
+SELECT order_ext.create_partitions('2024-04-01', '2024-04-30') AS april;
+CREATE TEMP TABLE a AS
+SELECT g AS n, order_ext.min_order_id('2024-04-03'::timestamptz + g * interval '1 hour') AS id
+FROM generate_series(1, 3) g;
+SELECT count(*) AS created FROM a,
+       LATERAL order_ext.create_order(a.id, 200 + a.n, '[{"sku":"AR-1","qty":2,"unit_price":1000}]') c;
+SELECT count(*) AS paid FROM a, order_ext.orders r,
+       LATERAL order_ext.record_payment(a.id, 'txn-apr-' || a.n, r.payable_total) f WHERE r.order_id = a.id;
+SELECT count(*) AS shipped FROM a, LATERAL order_ext.fire(a.id, 'ship', actor => 'merchant') f;
+SELECT count(*) AS received FROM a, LATERAL order_ext.fire(a.id, 'confirm_receipt', actor => 'buyer') f;
+-- order 1: an after-sale waiting for the merchant; order 2: one refunded; order 3: none
+CREATE TEMP TABLE s AS
+SELECT a.n, order_ext.open_after_sale(a.id, 'refund_only', '[{"line_no":1,"qty":1}]') AS sid FROM a WHERE a.n <= 2;
+SELECT (order_ext.fire_after_sale(sid, 'approve', actor => 'merchant')).status FROM s WHERE n = 2;
+SELECT (order_ext.fire_after_sale(sid, 'refund', actor => 'merchant')).status FROM s WHERE n = 2;
+SELECT a.n, f.status FROM a, LATERAL order_ext.fire(a.id, 'complete') f ORDER BY a.n;
+SELECT order_ext.archive('30 days') AS moved_april;
+SELECT a.n, (SELECT count(*) FROM order_ext.orders x WHERE x.order_id = a.id) AS live,
+       (SELECT count(*) FROM order_ext.orders_history h WHERE h.order_id = a.id) AS archived,
+       (SELECT count(*) FROM order_ext.order_payments_history h WHERE h.order_id = a.id) AS payments_archived
+FROM a ORDER BY a.n;
+SELECT p.relname AS parent, c.relname AS partition
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relname IN ('orders', 'orders_history') AND c.relname ~ '_p2024_04$'
+ORDER BY 1, 2;
+-- the open after-sale goes on, on the live order
+SELECT (order_ext.fire_after_sale(sid, 'approve', actor => 'merchant')).status FROM s WHERE n = 1;
+SELECT (order_ext.fire_after_sale(sid, 'refund', actor => 'merchant')).status FROM s WHERE n = 1;
+SELECT x.refunded_total FROM order_ext.orders x JOIN a ON a.id = x.order_id WHERE a.n = 1;
+SELECT order_ext.archive('30 days') AS moved_april_last;
+SELECT count(*) AS live_april FROM order_ext.orders x JOIN a ON a.id = x.order_id;
+
 DROP EXTENSION order_ext CASCADE;

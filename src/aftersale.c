@@ -36,7 +36,6 @@
 #include "stock.h"
 #include "timers.h"
 
-#define AFTER_SALE_MACHINE	"after_sale"
 #define MAX_REASON_LEN		2000
 
 /* What fire_after_sale reads of a locked request. */

@@ -4,8 +4,9 @@
  *		older than a cutoff, with all their rows, from the order tables to
  *		their history twins (<table>_history, partitioned the same way).
  *
- * Owns: which orders are archivable, the two ways they move, and running
- * archive() in a background process of its own.
+ * Owns: which orders are archivable (terminal, and no after-sale of theirs
+ * still open: see ARCHIVABLE), the two ways they move, and running archive()
+ * in a background process of its own.
  *
  * Two paths, month by month (a month is the partitions of every order table
  * on the same bounds, see partitions.c):
@@ -73,6 +74,7 @@
 #include "utils/timestamp.h"
 
 #include "archive.h"
+#include "machine.h"
 #include "order_ext.h"
 #include "worker.h"
 
@@ -131,8 +133,20 @@ typedef struct PartInfo
 PG_FUNCTION_INFO_V1(archive);
 PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
 
-/* The archivable test on an order row of alias o; $K is the terminal list. */
-#define ARCHIVABLE(K) "(o.machine || '/' || o.status) = ANY (" K ")"
+/*
+ * The archivable test on an order row of alias o; K is the terminal list.
+ * An order is archivable when its status is terminal and none of its
+ * after-sales can still move (refund): those stay with a live order, since
+ * fire_after_sale and refund work on live orders.  No after-sale can be
+ * opened for a terminal order (aftersale.c), so for a terminal order the
+ * second test can only turn true, never false again.  TERMINAL alone is the
+ * recheck on a row a concurrent writer changed (EvalPlanQual).
+ */
+#define TERMINAL(K) "(o.machine || '/' || o.status) = ANY (" K ")"
+#define AFTER_SALES_OPEN(K, RANGE) \
+	"EXISTS (SELECT 1 FROM order_ext.after_sales a WHERE " RANGE \
+	" AND ('" AFTER_SALE_MACHINE "/' || a.status) <> ALL (" K "))"
+#define ARCHIVABLE(K) "(" TERMINAL(K) " AND NOT " AFTER_SALES_OPEN(K, "a.order_id = o.order_id") ")"
 
 /*
  * Report
@@ -365,8 +379,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 		PG_TRY();
 		{
 			StringInfoData sql;
-			Oid			argtypes[1] = {TEXTARRAYOID};
-			Datum		values[1];
+			Oid			argtypes[3] = {TEXTARRAYOID, INT8OID, INT8OID};
+			Datum		values[3];
 			int64		total;
 			int64		blocked;
 			bool		isnull;
@@ -384,13 +398,17 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 				elog(ERROR, "could not lock the month");
 
+			/* one range probe for after-sales still open, not one per order */
 			resetStringInfo(&sql);
 			appendStringInfo(&sql,
-							 "SELECT count(*), count(*) FILTER (WHERE NOT " ARCHIVABLE("$1") ")"
+							 "SELECT count(*), count(*) FILTER (WHERE NOT " TERMINAL("$1") ")"
+							 " + (" AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3") ")::int"
 							 " FROM order_ext.%s o", quote_identifier(m->live[0]));
 			values[0] = st->terminal;
+			values[1] = Int64GetDatum(m->lo);
+			values[2] = Int64GetDatum(m->hi);
 			/* not read-only: a snapshot taken after the lock sees every committed row */
-			if (SPI_execute_with_args(sql.data, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+			if (SPI_execute_with_args(sql.data, 3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not check the month");
 			total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			blocked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -474,7 +492,7 @@ PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
 				   " WHERE o.order_id > $1 AND o.order_id < $2"
 				   " ORDER BY o.order_id LIMIT $4),"
 				   " moved AS (DELETE FROM order_ext.%s o USING pick"
-				   " WHERE pick.ok AND o.order_id = pick.order_id AND " ARCHIVABLE("$3") " RETURNING o.*),"
+				   " WHERE pick.ok AND o.order_id = pick.order_id AND " TERMINAL("$3") " RETURNING o.*),"
 				   " ins AS (INSERT INTO order_ext.%s (%s) SELECT %s FROM moved RETURNING order_id)"
 				   " SELECT (SELECT max(order_id) FROM pick),"
 				   "        (SELECT array_agg(order_id ORDER BY order_id) FROM ins)",

@@ -50,6 +50,9 @@ typedef struct TransitionDef
 	int			count;			/* > 1: the machine defines this pair twice */
 } TransitionDef;
 
+/* The machine every after-sales request runs on (aftersale.c). */
+#define AFTER_SALE_MACHINE	"after_sale"
+
 extern const MachineDef *MachineLookup(const char *name);
 extern const TransitionDef *TransitionLookup(const char *machine, const char *from,
 											 const char *event);
