@@ -43,6 +43,7 @@
 #include "postgres.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "access/table.h"
 #include "access/xact.h"
@@ -96,6 +97,9 @@ typedef struct ArchiveShared
 	int			sqlerrcode;
 	char		message[1024];
 } ArchiveShared;
+
+/* The nice value of archiving processes (ArchiveNice). */
+#define ARCHIVE_NICE 10
 
 /* One month: the partitions of every order table on the same bounds. */
 typedef struct ArchiveMonth
@@ -769,12 +773,31 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
  *		Background work yields the CPU to live traffic: a lower scheduling
  *		priority for this process (nice 10; it never holds a lock live
  *		traffic waits for, except the old rows it moves).
+ *
+ *		On Linux with autogroups (kernel.sched_autogroup_enabled, on by
+ *		default in many distributions) nice only ranks processes within one
+ *		session, and every postmaster child starts a session of its own
+ *		(setsid in InitPostmasterChild): nice 10 alone would leave this
+ *		process an equal share against each backend.  So the process's
+ *		autogroup, which holds only this process, gets nice 10 too.
  */
 void
 ArchiveNice(void)
 {
-	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
+	FILE	   *f;
+
+	if (setpriority(PRIO_PROCESS, 0, ARCHIVE_NICE) != 0)
 		ereport(DEBUG1, (errmsg("order_ext: could not lower the process priority: %m")));
+#ifdef __linux__
+	if (getsid(0) == getpid() && (f = fopen("/proc/self/autogroup", "w")) != NULL)
+	{
+		/* no such file without autogroup support; a failed write changes nothing */
+		int			rc = fprintf(f, "%d\n", ARCHIVE_NICE);
+
+		if (fclose(f) != 0 || rc < 0)
+			ereport(DEBUG1, (errmsg("order_ext: could not lower the autogroup priority: %m")));
+	}
+#endif
 }
 
 /*

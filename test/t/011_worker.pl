@@ -34,6 +34,21 @@ like($node->safe_psql('wdb', 'SELECT results::text FROM order_ext.worker_runs OR
 ok($node->log_contains(qr/database "no_such_db" in order_ext.worker_databases does not exist/),
 	'a missing database is logged');
 
+# it runs at nice 10, and so does its autogroup (Linux): each postmaster child
+# is a session of its own, where the process's nice alone would not rank it
+# below the backends
+{
+	my $wpid = $node->safe_psql('postgres', $WORKER);
+	my @stat = split ' ', (slurp_file("/proc/$wpid/stat") =~ s/^.*\) //sr);
+	is($stat[16], 10, 'the worker runs at nice 10');
+  SKIP:
+	{
+		skip 'no autogroups on this kernel', 1
+		  unless -e "/proc/$wpid/autogroup" && slurp_file('/proc/sys/kernel/sched_autogroup_enabled') =~ /1/;
+		like(slurp_file("/proc/$wpid/autogroup"), qr/nice 10$/m, 'and so does its autogroup');
+	}
+}
+
 # the jobs: a due timer fires, a finished order of an old month is archived
 $node->safe_psql('wdb', q{
 SELECT order_ext.create_partitions('2024-01-01', '2024-01-01');
