@@ -12,14 +12,16 @@
 #    at a steady BENCH_ARCHIVE_RATE (default 200) per second: orders
 #    archived per second, and create_order's p99 latency during the
 #    archiving divided by its p99 with nothing else running.
-# 3. the same p99 ratio, interleaved: a third such month is archived in
-#    windows of BENCH_ARCHIVE_WINDOW (default 5) seconds, archive() being
-#    cancelled at the end of each window and called again after an idle window
-#    of the same length, while one pgbench run goes on throughout; p99 of the
-#    transactions inside archive windows divided by p99 of those inside idle
-#    windows. On a shared 2-CPU virtual machine the idle p99 alone swings by
-#    2x from one half-minute to the next; interleaving puts both sides in the
-#    same weather. It also exercises cancel-and-resume under load.
+# 3. the same p99 ratio, interleaved, and what order_ext.archive_pause buys:
+#    a third such month is archived in windows of BENCH_ARCHIVE_WINDOW
+#    (default 3) seconds, archive() being cancelled at the end of each window
+#    and called again after an idle window of the same length, with the pauses
+#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100" ms) in turn, while one pgbench
+#    run goes on throughout; per pause, orders archived per second inside its
+#    windows and p99 of the transactions inside them divided by p99 of those
+#    inside idle windows. On a shared 2-CPU virtual machine the idle p99 alone
+#    swings by 2x from one half-minute to the next; interleaving puts every
+#    side in the same weather. It also exercises cancel-and-resume under load.
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
 # "p99 n": the 99th percentile (ms) of the latencies (us) on stdin, and their count.
@@ -51,27 +53,38 @@ archive_bench_window_p99() {
 }
 
 # Interleaved windows (3. above) over the month being built with one order
-# left open; sets ilv_idle, ilv_busy (p99 ms), ilv_n (samples each side),
-# ilv_moved and ilv_secs (time inside archive windows).
+# left open, one archive window per pause of BENCH_ARCHIVE_PAUSES in turn, each
+# after an idle window. Sets ilv_idle and ilv_n (p99 ms and samples of the idle
+# windows) and, per pause P, ilv_p99[P], ilv_cnt[P], ilv_moved[P] and
+# ilv_secs[P] (time inside its archive windows).
+declare -A ilv_p99 ilv_cnt ilv_moved ilv_secs
 archive_bench_interleaved() {
-	local w=${BENCH_ARCHIVE_WINDOW:-5} logdir marks pgb a b rc i t apid out n_busy
+	local w=${BENCH_ARCHIVE_WINDOW:-3} logdir marks pgb a b rc i t apid out pause h0 h1 done=0
 	local q=(oe_psql "$DIR" "$PORT" -q -At -d postgres)
+	local pauses=(${BENCH_ARCHIVE_PAUSES:-10 30 60 100})
+	local count="SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')"
 	logdir=$(mktemp -d)
 	marks=$logdir/marks
 	out=$logdir/out
 	: >"$marks"
+	for pause in "${pauses[@]}"; do
+		ilv_moved[$pause]=0
+		ilv_secs[$pause]=0
+	done
 	"$OE_PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -M prepared -c "$CLIENTS" -j "$JOBS" \
-		-R "${BENCH_ARCHIVE_RATE:-200}" -T 3600 \
+		-R "${BENCH_ARCHIVE_RATE:-200}" -T 7200 \
 		-f "$BENCH/create_order.ours.sql" --log --log-prefix="$logdir/tx" postgres >/dev/null 2>&1 &
 	pgb=$!
 	sleep 3
-	ilv_secs=0
-	for ((i = 0; i < 1000; i++)); do
+	for ((i = 0; i < 3000 && done == 0; i++)); do
+		pause=${pauses[i % ${#pauses[@]}]}
+		h0=$("${q[@]}" -c "$count")
 		a=$(archive_bench_now)
 		sleep "$w"
 		echo "$a $(archive_bench_now) idle" >>"$marks"
 		a=$(archive_bench_now)
-		"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
+		PGOPTIONS="-c order_ext.archive_pause=$pause" \
+			"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
 		apid=$!
 		for ((t = 0; t < w * 10; t++)); do
 			sleep 0.1
@@ -82,20 +95,27 @@ archive_bench_interleaved() {
 		rc=0
 		wait "$apid" || rc=$?
 		b=$(archive_bench_now)
-		echo "$a $b busy" >>"$marks"
-		ilv_secs=$(awk -v x="$ilv_secs" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
-		[ "$rc" = 0 ] && break
-		grep -q 'canceling statement due to user request' "$out" ||
-			{ echo "archive() failed: $(cat "$out")"; kill "$pgb"; rm -rf "$logdir"; return 1; }
+		echo "$a $b p$pause" >>"$marks"
+		h1=$("${q[@]}" -c "$count")
+		ilv_moved[$pause]=$((ilv_moved[$pause] + h1 - h0))
+		ilv_secs[$pause]=$(awk -v x="${ilv_secs[$pause]}" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
+		if [ "$rc" = 0 ]; then
+			done=1
+		elif ! grep -q 'canceling statement due to user request' "$out"; then
+			echo "archive() failed: $(cat "$out")"
+			kill "$pgb"
+			rm -rf "$logdir"
+			return 1
+		fi
 	done
 	# the lines still in pgbench's buffers when it is stopped are from after the last window
 	sleep 2
 	kill "$pgb" 2>/dev/null
 	wait "$pgb" 2>/dev/null
 	read -r ilv_idle ilv_n < <(archive_bench_window_p99 "$logdir" "$marks" idle)
-	read -r ilv_busy n_busy < <(archive_bench_window_p99 "$logdir" "$marks" busy)
-	ilv_n="$ilv_n / $n_busy"
-	ilv_moved=$("${q[@]}" -c "SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')")
+	for pause in "${pauses[@]}"; do
+		read -r "ilv_p99[$pause]" "ilv_cnt[$pause]" < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause")
+	done
 	rm -rf "$logdir"
 }
 
@@ -139,12 +159,16 @@ archive_bench() {
 	"${q[@]}" -c "VACUUM" >/dev/null
 	"${q[@]}" -v month=2024-03-01 -v n="$n" -v open=1 -f "$BENCH/archive_month.sql" >/dev/null
 	"${q[@]}" -c "VACUUM ANALYZE" -c CHECKPOINT
-	echo "archive: interleaved windows of ${BENCH_ARCHIVE_WINDOW:-5} s, archiving and idle ..."
+	echo "archive: interleaved windows of ${BENCH_ARCHIVE_WINDOW:-3} s, idle and archiving with pauses of ${BENCH_ARCHIVE_PAUSES:-10 30 60 100} ms in turn ..."
 	archive_bench_interleaved || return 1
-	local ilv_ratio ilv_rate
-	ilv_ratio=$(awk -v a="$ilv_idle" -v b="$ilv_busy" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
-	ilv_rate=$(awk -v m="$ilv_moved" -v s="$ilv_secs" 'BEGIN { printf "%.0f", m / s }')
-	echo "archive: interleaved: $ilv_moved orders in $ilv_secs s of archive windows; p99 idle $ilv_idle ms, archiving $ilv_busy ms"
+	local pause ilv_rows=""
+	for pause in ${BENCH_ARCHIVE_PAUSES:-10 30 60 100}; do
+		echo "archive: interleaved, pause $pause ms: ${ilv_moved[$pause]} orders in ${ilv_secs[$pause]} s of archive windows; p99 idle $ilv_idle ms, archiving ${ilv_p99[$pause]} ms"
+		ilv_rows+=$(printf '  %-44s %10s %10s   %s' "archive_pause $pause ms" \
+			"$(awk -v m="${ilv_moved[$pause]}" -v s="${ilv_secs[$pause]}" 'BEGIN { printf "%.0f", (s > 0 ? m / s : 0) }')" \
+			"$(awk -v a="$ilv_idle" -v b="${ilv_p99[$pause]}" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')" \
+			"(p99 ${ilv_p99[$pause]} ms, n = ${ilv_cnt[$pause]})")$'\n'
+	done
 
 	ARCHIVE_TABLE=$(
 		printf '%s\n' "archiving, $n orders a month, pgbench create_order at ${BENCH_ARCHIVE_RATE:-200}/s with $CLIENTS clients:"
@@ -152,10 +176,11 @@ archive_bench() {
 		printf '  %-44s %10s   %s\n' "batch path, orders archived per second" "$rate" "(goal >= 20000)"
 		printf '  %-44s %10s   %s\n' "create_order p99 ms: idle / during batches" "$p99_idle / $p99_busy" ""
 		printf '  %-44s %10s   %s\n' "p99 ratio (during / idle)" "$ratio" "(goal <= 1.5)"
-		printf '%s\n' "interleaved: ${BENCH_ARCHIVE_WINDOW:-5} s archive windows (archive() cancelled, then resumed) and idle windows, one pgbench run:"
-		printf '  %-44s %10s   %s\n' "orders archived per second inside windows" "$ilv_rate" "(restarts included)"
-		printf '  %-44s %10s   %s\n' "create_order p99 ms: idle / archiving" "$ilv_idle / $ilv_busy" "(n = $ilv_n)"
-		printf '  %-44s %10s   %s\n' "p99 ratio (archiving / idle windows)" "$ilv_ratio" "(goal <= 1.5)"
+		printf '%s\n' "interleaved: ${BENCH_ARCHIVE_WINDOW:-3} s archive windows (archive() cancelled, then resumed), each after an idle window, one pgbench run;"
+		printf '%s\n' "idle windows' create_order p99 $ilv_idle ms (n = $ilv_n); per order_ext.archive_pause:"
+		printf '  %-44s %10s %10s\n' "" "orders/s" "p99 ratio"
+		printf '%s' "$ilv_rows"
+		printf '  %-44s\n' "(orders/s inside windows, restarts included; p99 ratio = archiving / idle windows, goal <= 1.5)"
 	)
 	echo
 	echo "$ARCHIVE_TABLE"
