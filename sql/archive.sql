@@ -26,7 +26,7 @@ SELECT t AS live_table,
          WHERE attrelid = ('order_ext.' || t || '_history')::regclass AND attnum > 0 AND NOT attisdropped)
        AS same_columns,
        (SELECT relkind FROM pg_class WHERE oid = ('order_ext.' || t || '_history')::regclass) AS kind
-FROM unnest(ARRAY['orders', 'order_items', 'order_payments', 'order_discounts', 'order_events']) t;
+FROM unnest(ARRAY['orders', 'order_items', 'order_payments', 'order_discounts', 'order_events', 'after_sales']) t;
 
 SELECT order_ext.create_partitions('2024-01-01', '2024-03-01') AS months;
 SELECT order_ext.create_partitions(now() - interval '2 days', now()) >= 0 AS recent_months;
@@ -224,6 +224,7 @@ SELECT a.n, order_ext.open_after_sale(a.id, 'refund_only', '[{"line_no":1,"qty":
 SELECT (order_ext.fire_after_sale(sid, 'approve', actor => 'merchant')).status FROM s WHERE n = 2;
 SELECT (order_ext.fire_after_sale(sid, 'refund', actor => 'merchant')).status FROM s WHERE n = 2;
 SELECT a.n, f.status FROM a, LATERAL order_ext.fire(a.id, 'complete') f ORDER BY a.n;
+ALTER TABLE order_ext.after_sales ADD COLUMN channel text;
 SELECT order_ext.archive('30 days') AS moved_april;
 SELECT a.n, (SELECT count(*) FROM order_ext.orders x WHERE x.order_id = a.id) AS live,
        (SELECT count(*) FROM order_ext.orders_history h WHERE h.order_id = a.id) AS archived,
@@ -233,11 +234,19 @@ SELECT p.relname AS parent, c.relname AS partition
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
 WHERE p.relname IN ('orders', 'orders_history') AND c.relname ~ '_p2024_04$'
 ORDER BY 1, 2;
+-- the refunded request of the archived order 2 moved with it (and its twin
+-- gained the column the live table gained)
+SELECT a.n, (SELECT count(*) FROM order_ext.after_sales x WHERE x.order_id = a.id) AS live_requests,
+       (SELECT count(*) FROM order_ext.after_sales_history x WHERE x.order_id = a.id) AS archived_requests
+FROM a WHERE a.n <= 2 ORDER BY a.n;
+SELECT attname FROM pg_attribute WHERE attrelid = 'order_ext.after_sales_history'::regclass AND attname = 'channel';
 -- the open after-sale goes on, on the live order
 SELECT (order_ext.fire_after_sale(sid, 'approve', actor => 'merchant')).status FROM s WHERE n = 1;
 SELECT (order_ext.fire_after_sale(sid, 'refund', actor => 'merchant')).status FROM s WHERE n = 1;
 SELECT x.refunded_total FROM order_ext.orders x JOIN a ON a.id = x.order_id WHERE a.n = 1;
 SELECT order_ext.archive('30 days') AS moved_april_last;
 SELECT count(*) AS live_april FROM order_ext.orders x JOIN a ON a.id = x.order_id;
+SELECT s.n, h.status, h.amount FROM s JOIN order_ext.after_sales_history h ON h.id = s.sid ORDER BY s.n;
+SELECT count(*) AS live_requests FROM order_ext.after_sales x JOIN a ON a.id = x.order_id;
 
 DROP EXTENSION order_ext CASCADE;

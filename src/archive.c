@@ -120,6 +120,7 @@ typedef struct ArchiveState
 	int32		pause_ms;
 	Datum		terminal;		/* text[] of 'machine/status' that are terminal */
 	char	   *columns[MAX_TABLES];	/* quoted column list of each live table */
+	char	   *after_sales_columns;	/* and of order_ext.after_sales */
 	int64		moved;
 	TimestampTz last_log;
 	MemoryContext cxt;
@@ -245,6 +246,70 @@ HistoryName(const char *t, const char *live, int64 lo)
 }
 
 /*
+ * TwinColumns
+ *		Check that order_ext.<table> has its history twin, add to the twin the
+ *		columns the live table gained since, and return the quoted column
+ *		list of the live table (in st->cxt).
+ */
+static char *
+TwinColumns(ArchiveState *st, const char *table)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	MemoryContext old;
+	char	   *columns;
+	Datum		values[2];
+	uint64		k;
+
+	values[0] = CStringGetTextDatum(psprintf("order_ext.%s", quote_identifier(table)));
+	values[1] = CStringGetTextDatum(psprintf("order_ext.%s",
+											 quote_identifier(psprintf("%s_history", table))));
+	if (SPI_execute_with_args("SELECT pg_catalog.to_regclass($2) IS NOT NULL",
+							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up order_ext.%s_history", table);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false})))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("order_ext.%s_history does not exist", table),
+				 errdetail("Every order table needs a history twin of the same shape.")));
+
+	/* columns the live table has and its twin lacks: add them */
+	if (SPI_execute_with_args(
+							  "SELECT pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', $2, a.attname,"
+							  "        pg_catalog.format_type(a.atttypid, a.atttypmod))"
+							  " FROM pg_catalog.pg_attribute a"
+							  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+							  " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute h"
+							  "  WHERE h.attrelid = $2::regclass AND h.attname = a.attname AND NOT h.attisdropped)"
+							  " ORDER BY a.attnum",
+							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not compare order_ext.%s with its history twin", table);
+	if (SPI_processed > 0)
+	{
+		List	   *ddl = NIL;
+		ListCell   *lc;
+
+		for (k = 0; k < SPI_processed; k++)
+			ddl = lappend(ddl, SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1));
+		foreach(lc, ddl)
+		{
+			ereport(LOG, (errmsg("order_ext archive: %s", (char *) lfirst(lc))));
+			RunDDLWithRetry((char *) lfirst(lc));
+		}
+	}
+
+	if (SPI_execute_with_args(
+							  "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)"
+							  " FROM pg_catalog.pg_attribute a"
+							  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the columns of order_ext.%s", table);
+	old = MemoryContextSwitchTo(st->cxt);
+	columns = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	MemoryContextSwitchTo(old);
+	return columns;
+}
+
+/*
  * PrepareRun
  *		In one transaction: check the history twins (adding columns the live
  *		tables gained since), read the column lists and the terminal
@@ -267,60 +332,12 @@ PrepareRun(ArchiveState *st, ArchiveMonth **months)
 	for (t = 0; t < OrderTablesCount; t++)
 	{
 		const char *table = OrderTables[t];
-		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-		Datum		values[2];
-		uint64		k;
 
-		values[0] = CStringGetTextDatum(psprintf("order_ext.%s", quote_identifier(table)));
-		values[1] = CStringGetTextDatum(psprintf("order_ext.%s",
-												 quote_identifier(psprintf("%s_history", table))));
-		if (SPI_execute_with_args("SELECT pg_catalog.to_regclass($2) IS NOT NULL",
-								  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up order_ext.%s_history", table);
-		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false})))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("order_ext.%s_history does not exist", table),
-					 errdetail("Every order table needs a history twin of the same shape.")));
-
-		/* columns the live table has and its twin lacks: add them */
-		if (SPI_execute_with_args(
-								  "SELECT pg_catalog.format('ALTER TABLE %s ADD COLUMN %I %s', $2, a.attname,"
-								  "        pg_catalog.format_type(a.atttypid, a.atttypmod))"
-								  " FROM pg_catalog.pg_attribute a"
-								  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
-								  " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute h"
-								  "  WHERE h.attrelid = $2::regclass AND h.attname = a.attname AND NOT h.attisdropped)"
-								  " ORDER BY a.attnum",
-								  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not compare order_ext.%s with its history twin", table);
-		if (SPI_processed > 0)
-		{
-			List	   *ddl = NIL;
-			ListCell   *lc;
-
-			for (k = 0; k < SPI_processed; k++)
-				ddl = lappend(ddl, SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1));
-			foreach(lc, ddl)
-			{
-				ereport(LOG, (errmsg("order_ext archive: %s", (char *) lfirst(lc))));
-				RunDDLWithRetry((char *) lfirst(lc));
-			}
-		}
-
-		if (SPI_execute_with_args(
-								  "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)"
-								  " FROM pg_catalog.pg_attribute a"
-								  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the columns of order_ext.%s", table);
-		old = MemoryContextSwitchTo(st->cxt);
-		st->columns[t] = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		MemoryContextSwitchTo(old);
-
+		st->columns[t] = TwinColumns(st, table);
 		nlive[t] = ListPartitions(st, table, &live[t]);
 		nhist[t] = ListPartitions(st, psprintf("%s_history", table), &hist[t]);
 	}
+	st->after_sales_columns = TwinColumns(st, "after_sales");
 
 	if (SPI_execute("SELECT coalesce(pg_catalog.array_agg(m.machine || '/' || s), '{}')"
 					" FROM order_ext.machines m, pg_catalog.unnest(m.terminal_statuses) s",
@@ -526,6 +543,20 @@ PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
 }
 
 /*
+ * BatchXactBegin
+ *		The transaction of one batch.  A crash can lose the last batches, not
+ *		split them: no need to wait for the WAL flush at commit.
+ */
+static void
+BatchXactBegin(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	BgXactBegin();
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
  * MonthBatches
  *		Move the archivable orders of a month below 'upper', batch_size per
  *		transaction, into the month's history partitions (made if missing).
@@ -579,11 +610,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		Datum		ids;
 		int64		picked;
 
-		CHECK_FOR_INTERRUPTS();
-		BgXactBegin();
-		/* a crash can lose the last batches, not split them: no need to wait for the flush */
-		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, 0, false);
+		BatchXactBegin();
 		if (plans[0] == NULL)
 			PrepareMonthPlans(st, m, plans);
 		values[0] = Int64GetDatum(last);
@@ -622,6 +649,77 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 			ResetLatch(MyLatch);
 		}
 	}
+}
+
+/*
+ * AfterSalesSweep
+ *		Move the after-sales of archived orders (all finished, see ARCHIVABLE)
+ *		to order_ext.after_sales_history, batch_size per transaction, in
+ *		primary-key order below the cutoff.  A sweep rather than a step of
+ *		each path: a whole month moves in one short transaction that should
+ *		not grow with its after-sales, and a run that stopped between the
+ *		orders and their requests leaves the rest to the next sweep.  Every
+ *		request is in exactly one of the two tables at every commit.
+ */
+static void
+AfterSalesSweep(ArchiveState *st)
+{
+	Oid			argtypes[4] = {INT8OID, INT8OID, INT8OID, INT4OID};
+	Datum		values[4];
+	SPIPlanPtr	plan = NULL;
+	int64		last_order = PG_INT64_MIN;
+	int64		last_id = PG_INT64_MIN;
+	int64		moved = 0;
+
+	Report(st, "after-sales of archived orders", false);
+	for (;;)
+	{
+		bool		isnull;
+		int64		order_id;
+
+		BatchXactBegin();
+		if (plan == NULL)
+		{
+			plan = SPI_prepare(psprintf("WITH pick AS ("
+										" SELECT a.order_id, a.id FROM order_ext.after_sales a"
+										" WHERE (a.order_id, a.id) > ($1, $2) AND a.order_id < $3"
+										" AND EXISTS (SELECT 1 FROM order_ext.orders_history h"
+										"             WHERE h.order_id = a.order_id)"
+										" ORDER BY a.order_id, a.id LIMIT $4),"
+										" moved AS (DELETE FROM order_ext.after_sales a USING pick"
+										" WHERE a.order_id = pick.order_id AND a.id = pick.id RETURNING a.*),"
+										" ins AS (INSERT INTO order_ext.after_sales_history (%s)"
+										" SELECT %s FROM moved RETURNING 1)"
+										" SELECT p.order_id, p.id, (SELECT count(*) FROM ins)"
+										" FROM pick p ORDER BY p.order_id DESC, p.id DESC LIMIT 1",
+										st->after_sales_columns, st->after_sales_columns),
+							   4, argtypes);
+			if (plan == NULL || SPI_keepplan(plan) != 0)
+				elog(ERROR, "could not prepare the after-sales sweep: %s",
+					 SPI_result_code_string(SPI_result));
+		}
+		values[0] = Int64GetDatum(last_order);
+		values[1] = Int64GetDatum(last_id);
+		values[2] = Int64GetDatum(st->cutoff_id);
+		values[3] = Int32GetDatum(st->batch_size);
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not move after-sales of archived orders");
+		if (SPI_processed == 0)
+		{
+			SPI_freeplan(plan);
+			BgXactCommit();
+			break;
+		}
+		order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		last_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		moved += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		last_order = order_id;
+		BgXactCommit();
+	}
+	if (moved > 0)
+		ereport(LOG,
+				(errmsg("order_ext archive: moved " INT64_FORMAT " after-sales of archived orders to history",
+						moved)));
 }
 
 /*
@@ -751,6 +849,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
 			}
 			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
 		}
+		AfterSalesSweep(&st);
 		Report(&st, "done", st.moved > 0);
 	}
 	PG_CATCH();

@@ -37,6 +37,17 @@ CREATE TABLE order_ext.order_events_history
 COMMENT ON TABLE order_ext.order_events_history IS
 'Timelines of archived orders (same columns as order_ext.order_events).';
 
+-- After-sales requests of archived orders (all finished): not partitioned,
+-- like order_ext.after_sales; archive() moves them after their orders.
+CREATE TABLE order_ext.after_sales_history
+    (LIKE order_ext.after_sales INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+     PRIMARY KEY (order_id, id));
+CREATE INDEX after_sales_history_id_idx ON order_ext.after_sales_history (id);
+-- user data, not part of the extension's definition: pg_dump keeps the rows
+SELECT pg_catalog.pg_extension_config_dump('order_ext.after_sales_history', '');
+COMMENT ON TABLE order_ext.after_sales_history IS
+'After-sales requests of archived orders (same columns as order_ext.after_sales), moved by order_ext.archive() once their order is in history.';
+
 -- Reports over live and archived orders alike.
 CREATE VIEW order_ext.all_orders AS
     SELECT o.*, false AS archived FROM order_ext.orders o
@@ -88,6 +99,7 @@ INSERT INTO order_ext.role_grants VALUES
     ('app', 'table', 'order_payments_history', 'SELECT'),
     ('app', 'table', 'order_discounts_history', 'SELECT'),
     ('app', 'table', 'order_events_history', 'SELECT'),
+    ('app', 'table', 'after_sales_history', 'SELECT'),
     ('app', 'table', 'all_orders', 'SELECT'),
     ('app', 'function', 'find_order', 'EXECUTE'),
     ('admin', 'function', 'archive', 'EXECUTE'),
