@@ -249,4 +249,32 @@ SELECT count(*) AS live_april FROM order_ext.orders x JOIN a ON a.id = x.order_i
 SELECT s.n, h.status, h.amount FROM s JOIN order_ext.after_sales_history h ON h.id = s.sid ORDER BY s.n;
 SELECT count(*) AS live_requests FROM order_ext.after_sales x JOIN a ON a.id = x.order_id;
 
+-- A rejected request can be appealed at any time in the default machine, so
+-- it keeps its order live; a shop that closes the appeal after a while says
+-- so in the machine (README "Archiving history orders"), and the order then
+-- archives once the request has closed
+UPDATE order_ext.machines SET terminal_statuses = terminal_statuses || '{closed}' WHERE machine = 'after_sale';
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors)
+VALUES ('after_sale', 'rejected', 'close', 'closed', '{system}');
+INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES ('after_sale', 'rejected', '15 days', 'close');
+SELECT count(*) AS problems FROM order_ext.validate_machine('after_sale');
+INSERT INTO a SELECT 4, order_ext.min_order_id('2024-04-20');
+SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 4), 204, '[{"sku":"AR-1","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.record_payment((SELECT id FROM a WHERE n = 4), 'txn-apr-4', 1000);
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 4), 'ship', actor => 'merchant');
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 4), 'confirm_receipt', actor => 'buyer');
+INSERT INTO s SELECT 4, order_ext.open_after_sale((SELECT id FROM a WHERE n = 4), 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT (order_ext.fire_after_sale(sid, 'reject', actor => 'merchant')).status FROM s WHERE n = 4;
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 4), 'complete');
+SELECT order_ext.archive('30 days') AS moved_rejected;
+-- 15 days pass
+UPDATE order_ext.timers SET due_at = now() - interval '1 second'
+WHERE subject = 'after_sale' AND subject_id = (SELECT sid FROM s WHERE n = 4);
+SELECT order_ext.run_timers() AS fired;
+SELECT status FROM order_ext.after_sales WHERE id = (SELECT sid FROM s WHERE n = 4);
+SELECT order_ext.archive('30 days') AS moved_closed;
+SELECT (SELECT count(*) FROM order_ext.orders_history WHERE order_id = a.id) AS archived,
+       (SELECT status FROM order_ext.after_sales_history WHERE id = (SELECT sid FROM s WHERE n = 4)) AS request
+FROM a WHERE a.n = 4;
+
 DROP EXTENSION order_ext CASCADE;
