@@ -954,6 +954,14 @@ ArchiveWorkerMain(Datum main_arg)
 	proc_exit(0);
 }
 
+/* archive()'s caller errs or exits: the archive process stops with it. */
+static void
+ArchiveCallerGone(int code, Datum arg)
+{
+	(void) code;
+	TerminateBackgroundWorker((BackgroundWorkerHandle *) DatumGetPointer(arg));
+}
+
 /*
  * archive(older_than interval, batch_size int) -> bigint
  *		Run ArchiveRun in a background worker of its own and wait for it;
@@ -1018,7 +1026,12 @@ archive(PG_FUNCTION_ARGS)
 				 errmsg("could not start the archive process: no background worker slot is free"),
 				 errhint("Raise max_worker_processes, or try again later.")));
 
-	PG_TRY();
+	/*
+	 * Cancelled or terminated (pg_terminate_backend, which exits without
+	 * unwinding to a PG_CATCH): stop the worker too; its open batch rolls
+	 * back.
+	 */
+	PG_ENSURE_ERROR_CLEANUP(ArchiveCallerGone, PointerGetDatum(handle));
 	{
 		for (;;)
 		{
@@ -1032,13 +1045,7 @@ archive(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	PG_CATCH();
-	{
-		/* cancelled: stop the worker too; its open batch rolls back */
-		TerminateBackgroundWorker(handle);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	PG_END_ENSURE_ERROR_CLEANUP(ArchiveCallerGone, PointerGetDatum(handle));
 
 	if (!sh->finished)
 	{

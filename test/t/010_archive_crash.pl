@@ -93,5 +93,25 @@ is(placement($node, 'postgres'), join('|', 2 * $N, 0, 0, 6 * $N, 2 * $N, 2 * $N,
 is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), $N - 1 - $feb, 'a rerun moves exactly the rest');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM order_ext.orders'), 2, 'only the two open orders are live');
 
+# terminate: pg_terminate_backend on the caller (which exits without
+# unwinding) stops the archive process too, rather than leaving it running
+# on its own
+make_month($node, 'postgres', '2024-03-01', $N, 1);
+($out, $err) = ('', '');
+$h = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
+	  '-c', "SET order_ext.archive_pause = 200", '-c', "SELECT order_ext.archive('30 days', 100)" ],
+	'>', \$out, '2>', \$err);
+ok(wait_for($node, 'postgres', q{SELECT count(*) > 500 FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')}, 60),
+	'a third month is being archived');
+$node->safe_psql('postgres',
+	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT order_ext.archive(%' AND backend_type = 'client backend'});
+$h->finish;
+ok(wait_for($node, 'postgres', q{SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'order_ext archive')}, 10),
+	'after pg_terminate_backend of the caller, its archive process stopped too');
+my $mar = $node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')});
+cmp_ok($mar, '<', $N - 1, "stopped midway ($mar moved)");
+is(placement($node, 'postgres'), join('|', 3 * $N, 0, 0, 9 * $N, 3 * $N, 3 * $N, 6 * $N), 'after the terminate: all in one place');
+
 $node->stop;
 done_testing();
