@@ -23,22 +23,29 @@ use ArchiveTest;
 
 my $N = 40000;
 my $node = archive_node('archive_crash', 'order_ext');
+my ($out, $err, $h, $hist) = ('', '', undef, 0);
 $node->safe_psql('postgres', 'CREATE EXTENSION order_ext');
 make_month($node, 'postgres', '2024-01-01', $N, 1);
 is(placement($node, 'postgres'), join('|', $N, 0, 0, 3 * $N, $N, $N, 2 * $N), 'the month is there, all live');
+
+# archive('30 days', 100) in the background with the given pause (ms)
+sub start_archive
+{
+	my ($pause) = @_;
+	($out, $err) = ('', '');
+	return IPC::Run::start(
+		[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
+		  '-c', "SET order_ext.archive_pause = $pause", '-c', "SELECT order_ext.archive('30 days', 100)" ],
+		'>', \$out, '2>', \$err);
+}
 
 # Three times: archive in the background without pauses (so that the kill
 # lands inside a batch, between its statements, rather than between two
 # batches), wait until it has moved another 2,000 orders, then kill every
 # process of the server at once and restart (crash recovery).
-my ($out, $err, $h, $hist) = ('', '', undef, 0);
 for my $round (1 .. 3)
 {
-	($out, $err) = ('', '');
-	$h = IPC::Run::start(
-		[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
-		  '-c', "SET order_ext.archive_pause = 0", '-c', "SELECT order_ext.archive('30 days', 100)" ],
-		'>', \$out, '2>', \$err);
+	$h = start_archive(0);
 	ok(wait_for($node, 'postgres', 'SELECT count(*) > ' . ($hist + 2000) . ' FROM order_ext.orders_history', 60),
 		"round $round: archive() is moving batches");
 	my $moved_before = $node->safe_psql('postgres', 'SELECT count(*) FROM order_ext.orders_history');
@@ -73,11 +80,7 @@ is($node->safe_psql('postgres', q{SELECT string_agg(status || ':' || (message IS
 # cancel: the caller of archive() is cancelled mid-run; the archive process
 # stops with it, finished batches stay, the rest stays live, a rerun finishes
 make_month($node, 'postgres', '2024-02-01', $N, 1);
-($out, $err) = ('', '');
-$h = IPC::Run::start(
-	[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
-	  '-c', "SET order_ext.archive_pause = 20", '-c', "SELECT order_ext.archive('30 days', 100)" ],
-	'>', \$out, '2>', \$err);
+$h = start_archive(20);
 ok(wait_for($node, 'postgres', q{SELECT count(*) > 3000 FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-02-01')}, 60),
 	'a second month is being archived');
 like($node->safe_psql('postgres', q{SELECT query FROM pg_stat_activity WHERE backend_type = 'order_ext archive'}),
@@ -97,11 +100,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM order_ext.orders'), 2, 'on
 # unwinding) stops the archive process too, rather than leaving it running
 # on its own
 make_month($node, 'postgres', '2024-03-01', $N, 1);
-($out, $err) = ('', '');
-$h = IPC::Run::start(
-	[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
-	  '-c', "SET order_ext.archive_pause = 200", '-c', "SELECT order_ext.archive('30 days', 100)" ],
-	'>', \$out, '2>', \$err);
+$h = start_archive(200);
 ok(wait_for($node, 'postgres', q{SELECT count(*) > 500 FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')}, 60),
 	'a third month is being archived');
 $node->safe_psql('postgres',
