@@ -31,11 +31,13 @@
  *     in a statement of its own so it sees rows committed before the order
  *     rows were locked.  All in one transaction: an order is in exactly one
  *     of live or history at every commit, also if the server dies midway.
+ * Then the after-sales of archived orders follow them into the (unpartitioned)
+ * order_ext.after_sales_history, in batches of their own (AfterSalesSweep).
  *
  * archive() is an SQL function, and a function cannot commit; so it starts a
  * dynamic background worker ("order_ext archive") that runs ArchiveRun(),
- * committing batch by batch, and waits for it.  Cancelling the caller stops
- * the worker; finished batches stay moved and the next run carries on.  The
+ * committing batch by batch, and waits for it.  Cancelling or terminating
+ * the caller stops the worker; finished batches stay moved and the next run carries on.  The
  * background worker (worker.c) calls ArchiveRun() directly.  One run at a
  * time per database (a session advisory lock); progress shows in
  * pg_stat_activity.query of the archiving process and in the server log.
