@@ -80,6 +80,11 @@ SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS in_writing_transa
 ROLLBACK;
 -- nothing older than the ids: nothing moves
 SELECT order_ext.archive('100 years') AS moved_100_years;
+-- a history twin gone missing: the run stops before it moves anything
+ALTER TABLE order_ext.after_sales_history RENAME TO after_sales_history_away;
+SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS missing_twin;
+ALTER TABLE order_ext.after_sales_history_away RENAME TO after_sales_history;
+SELECT count(*) AS archived_so_far FROM order_ext.orders_history;
 
 --------------------------------------------------------------------------
 -- Archive everything that ended before 30 days ago, 3 orders per batch

@@ -37,8 +37,8 @@
  * archive() is an SQL function, and a function cannot commit; so it starts a
  * dynamic background worker ("order_ext archive") that runs ArchiveRun(),
  * committing batch by batch, and waits for it.  Cancelling or terminating
- * the caller stops the worker; finished batches stay moved and the next run carries on.  The
- * background worker (worker.c) calls ArchiveRun() directly.  One run at a
+ * the caller stops the worker; finished batches stay moved and the next run
+ * carries on.  The background worker (worker.c) calls ArchiveRun() directly.  One run at a
  * time per database (a session advisory lock); progress shows in
  * pg_stat_activity.query of the archiving process and in the server log.
  */
@@ -405,7 +405,7 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			Oid			argtypes[3] = {TEXTARRAYOID, INT8OID, INT8OID};
 			Datum		values[3];
 			int64		total;
-			int64		blocked;
+			bool		blocked;
 			bool		isnull;
 			int			t;
 
@@ -421,11 +421,11 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 				elog(ERROR, "could not lock the month");
 
-			/* one range probe for after-sales still open, not one per order */
+			/* blocked: an unfinished order, or an open after-sale (one range probe) */
 			resetStringInfo(&sql);
 			appendStringInfo(&sql,
-							 "SELECT count(*), count(*) FILTER (WHERE NOT " TERMINAL("$1") ")"
-							 " + (" AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3") ")::int"
+							 "SELECT count(*), coalesce(bool_or(NOT " TERMINAL("$1") "), false)"
+							 " OR " AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3")
 							 " FROM order_ext.%s o", quote_identifier(m->live[0]));
 			values[0] = st->terminal;
 			values[1] = Int64GetDatum(m->lo);
@@ -434,8 +434,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			if (SPI_execute_with_args(sql.data, 3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not check the month");
 			total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			blocked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-			if (blocked > 0)
+			blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			if (blocked)
 			{
 				SPI_finish();
 				PopActiveSnapshot();
@@ -677,7 +677,6 @@ AfterSalesSweep(ArchiveState *st)
 	for (;;)
 	{
 		bool		isnull;
-		int64		order_id;
 
 		BatchXactBegin();
 		if (plan == NULL)
@@ -712,10 +711,9 @@ AfterSalesSweep(ArchiveState *st)
 			BgXactCommit();
 			break;
 		}
-		order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		last_order = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		last_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		moved += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-		last_order = order_id;
 		BgXactCommit();
 	}
 	if (moved > 0)
