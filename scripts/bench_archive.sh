@@ -24,6 +24,14 @@
 #    side in the same weather. It also exercises cancel-and-resume under load.
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
+ARCHIVE_WINDOW=${BENCH_ARCHIVE_WINDOW:-3}
+ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100}
+
+# $1 / $2 printed with format $3; 0 when $2 is 0.
+archive_bench_div() {
+	awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, (b > 0 ? a / b : 0) }'
+}
+
 # "p99 n": the 99th percentile (ms) of the latencies (us) on stdin, and their count.
 archive_bench_pct99() {
 	sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f %d", v[i] / 1000, NR }'
@@ -59,9 +67,9 @@ archive_bench_window_p99() {
 # ilv_secs[P] (time inside its archive windows).
 declare -A ilv_p99 ilv_cnt ilv_moved ilv_secs
 archive_bench_interleaved() {
-	local w=${BENCH_ARCHIVE_WINDOW:-3} logdir marks pgb a b rc i t apid out pause h0 h1 done=0
+	local w=$ARCHIVE_WINDOW logdir marks pgb a b rc i t apid out pause h0 h1 done=0
 	local q=(oe_psql "$DIR" "$PORT" -q -At -d postgres)
-	local pauses=(${BENCH_ARCHIVE_PAUSES:-10 30 60 100})
+	local pauses=($ARCHIVE_PAUSES)
 	local count="SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')"
 	logdir=$(mktemp -d)
 	marks=$logdir/marks
@@ -151,22 +159,22 @@ archive_bench() {
 	moved=$(cat "$out")
 	rm -f "$out"
 	batch_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-	rate=$(awk -v m="$moved" -v s="$batch_s" 'BEGIN { printf "%.0f", m / s }')
-	ratio=$(awk -v a="$p99_idle" -v b="$p99_busy" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
+	rate=$(archive_bench_div "$moved" "$batch_s" %.0f)
+	ratio=$(archive_bench_div "$p99_busy" "$p99_idle" %.2f)
 	echo "archive: batch path moved $moved orders in $batch_s s; create_order p99 during it: $p99_busy ms"
 
 	echo "archive: building March 2024, $n orders, one left open ..."
 	"${q[@]}" -c "VACUUM" >/dev/null
 	"${q[@]}" -v month=2024-03-01 -v n="$n" -v open=1 -f "$BENCH/archive_month.sql" >/dev/null
 	"${q[@]}" -c "VACUUM ANALYZE" -c CHECKPOINT
-	echo "archive: interleaved windows of ${BENCH_ARCHIVE_WINDOW:-3} s, idle and archiving with pauses of ${BENCH_ARCHIVE_PAUSES:-10 30 60 100} ms in turn ..."
+	echo "archive: interleaved windows of $ARCHIVE_WINDOW s, idle and archiving with pauses of $ARCHIVE_PAUSES ms in turn ..."
 	archive_bench_interleaved || return 1
 	local pause ilv_rows=""
-	for pause in ${BENCH_ARCHIVE_PAUSES:-10 30 60 100}; do
+	for pause in $ARCHIVE_PAUSES; do
 		echo "archive: interleaved, pause $pause ms: ${ilv_moved[$pause]} orders in ${ilv_secs[$pause]} s of archive windows; p99 idle $ilv_idle ms, archiving ${ilv_p99[$pause]} ms"
 		ilv_rows+=$(printf '  %-44s %10s %10s   %s' "archive_pause $pause ms" \
-			"$(awk -v m="${ilv_moved[$pause]}" -v s="${ilv_secs[$pause]}" 'BEGIN { printf "%.0f", (s > 0 ? m / s : 0) }')" \
-			"$(awk -v a="$ilv_idle" -v b="${ilv_p99[$pause]}" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')" \
+			"$(archive_bench_div "${ilv_moved[$pause]}" "${ilv_secs[$pause]}" %.0f)" \
+			"$(archive_bench_div "${ilv_p99[$pause]}" "$ilv_idle" %.2f)" \
 			"(p99 ${ilv_p99[$pause]} ms, n = ${ilv_cnt[$pause]})")$'\n'
 	done
 
@@ -176,7 +184,7 @@ archive_bench() {
 		printf '  %-44s %10s   %s\n' "batch path, orders archived per second" "$rate" "(goal >= 20000)"
 		printf '  %-44s %10s   %s\n' "create_order p99 ms: idle / during batches" "$p99_idle / $p99_busy" ""
 		printf '  %-44s %10s   %s\n' "p99 ratio (during / idle)" "$ratio" "(goal <= 1.5)"
-		printf '%s\n' "interleaved: ${BENCH_ARCHIVE_WINDOW:-3} s archive windows (archive() cancelled, then resumed), each after an idle window, one pgbench run;"
+		printf '%s\n' "interleaved: $ARCHIVE_WINDOW s archive windows (archive() cancelled, then resumed), each after an idle window, one pgbench run;"
 		printf '%s\n' "idle windows' create_order p99 $ilv_idle ms (n = $ilv_n); per order_ext.archive_pause:"
 		printf '  %-44s %10s %10s\n' "" "orders/s" "p99 ratio"
 		printf '%s' "$ilv_rows"
