@@ -282,4 +282,25 @@ SELECT (SELECT count(*) FROM order_ext.orders_history WHERE order_id = a.id) AS 
        (SELECT status FROM order_ext.after_sales_history WHERE id = (SELECT sid FROM s WHERE n = 4)) AS request
 FROM a WHERE a.n = 4;
 
+-- order_ext.archive_yield (on by default): the batch statements call the
+-- internal order_ext.archive_yield() for every row they move, which steps
+-- aside while live work waits for a CPU; with the setting off they do not
+-- call it.  Seen by taking the function away for a moment: the run then
+-- fails and moves nothing, unless the setting is off.
+SHOW order_ext.archive_yield;
+INSERT INTO a SELECT 5, order_ext.min_order_id('2024-04-25');
+SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 5), 205, '[{"sku":"AR-1","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 5), 'cancel', actor => 'buyer');
+ALTER FUNCTION order_ext.archive_yield() RENAME TO archive_yield_away;
+SELECT order_ext.archive('30 days') AS moved_without_yield_point;
+SELECT count(*) AS still_live FROM order_ext.orders WHERE order_id = (SELECT id FROM a WHERE n = 5);
+SET order_ext.archive_yield = off;
+SELECT order_ext.archive('30 days') AS moved_yield_off;
+RESET order_ext.archive_yield;
+ALTER FUNCTION order_ext.archive_yield_away() RENAME TO archive_yield;
+SELECT count(*) AS archived FROM order_ext.orders_history WHERE order_id = (SELECT id FROM a WHERE n = 5);
+-- it is always true, and internal: PUBLIC cannot call it (nor the app role, see privileges)
+SELECT order_ext.archive_yield() AS yield_point;
+SELECT has_function_privilege('public', 'order_ext.archive_yield()', 'EXECUTE') AS public_may_call;
+
 DROP EXTENSION order_ext CASCADE;

@@ -8,10 +8,11 @@
 #include "utils/timestamp.h"
 
 extern int	oe_archive_pause_ms;
+extern bool oe_archive_yield;
 
 extern void ArchiveNice(void);
 extern bool ArchiveCovers(int64 order_id);
 extern int64 ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms,
-						bool wait_for_lock, bool *skipped);
+						bool yield, bool wait_for_lock, bool *skipped);
 
 #endif

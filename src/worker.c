@@ -382,7 +382,8 @@ ArchiveJob(bool *skipped)
 
 	if (after == NULL)
 		elog(ERROR, "order_ext.archive_after is not a valid interval");
-	return ArchiveRun(after, oe_archive_batch_size, oe_archive_pause_ms, false, skipped);
+	return ArchiveRun(after, oe_archive_batch_size, oe_archive_pause_ms, oe_archive_yield,
+					  false, skipped);
 }
 
 /*
@@ -864,6 +865,13 @@ WorkerInit(void)
 							10, 0, 60000,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("order_ext.archive_yield",
+							 "Inside an archive batch, step aside while live work waits for a CPU.",
+							 "Every 16 rows moved, archiving sleeps while more tasks are runnable than there are CPUs (at most 2 ms per look).",
+							 &oe_archive_yield,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

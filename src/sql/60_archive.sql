@@ -63,6 +63,13 @@ CREATE FUNCTION order_ext.archive(older_than interval DEFAULT '90 days', batch_s
 COMMENT ON FUNCTION order_ext.archive(interval, integer) IS
 'Move orders created before now() - older_than (by the time in their id) whose status is terminal, with all their rows, to the history tables; returns how many orders moved. A month whose orders are all archivable moves as whole partitions in one short transaction; other orders move batch_size at a time by primary key, one transaction per batch, pausing order_ext.archive_pause between batches. Runs in a background process of its own (it commits batch by batch), so call it outside a transaction that has written anything. Cancel it at any time: finished batches stay moved, the next call carries on.';
 
+-- Internal: the yield point archive()'s batch statements call for every row
+-- they move (order_ext.archive_yield).  No one else has EXECUTE.
+CREATE FUNCTION order_ext.archive_yield() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'archive_yield' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION order_ext.archive_yield() IS
+'Internal to order_ext.archive(): called for every row a batch moves; every 16 rows, while more tasks are runnable than the machine has CPUs, sleeps (at most 2 ms), so that live work gets a CPU. Always true.';
+
 CREATE FUNCTION order_ext.find_order(order_id bigint) RETURNS order_ext.orders
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT o FROM order_ext.orders o WHERE o.order_id = $1
