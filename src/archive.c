@@ -39,9 +39,9 @@
  * dynamic background worker ("order_ext archive") that runs ArchiveRun(),
  * committing batch by batch, and waits for it.  Cancelling or terminating
  * the caller stops the worker; finished batches stay moved and the next run
- * carries on.  The background worker (worker.c) calls ArchiveRun() directly.  One run at a
- * time per database (a session advisory lock); progress shows in
- * pg_stat_activity.query of the archiving process and in the server log.
+ * carries on.  The background worker (worker.c) calls ArchiveRun() directly.
+ * One run at a time per database (a session advisory lock); progress shows
+ * in pg_stat_activity.query of the archiving process and in the server log.
  */
 #include "postgres.h"
 

@@ -227,7 +227,6 @@ OrderPartitionsBeforeCopy(CopyStmt *stmt)
 					year, month, rv->relname)));
 }
 
-
 /*
  * MonthStart
  *		The first instant (UTC) of the month containing t, plus 'add' months.

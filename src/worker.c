@@ -21,9 +21,10 @@
  *   - SIGTERM stops every process promptly (die(), CHECK_FOR_INTERRUPTS
  *     between batches); SIGHUP reloads the settings;
  *   - a worker keeps a connection to its database, which would block DROP
- *     DATABASE: the library's utility hook (order_ext.c) stops the database's
- *     order_ext processes before DROP DATABASE runs (WorkerBeforeDropdb), and the launcher restarts a
- *     worker only after 5 s and only if the database still exists;
+ *     DATABASE: the library's utility hook (order_ext.c) stops the
+ *     database's order_ext processes before DROP DATABASE runs
+ *     (WorkerBeforeDropdb), and the launcher restarts a worker only after
+ *     5 s and only if the database still exists;
  *   - one worker per database (a session advisory lock), and one archive
  *     run at a time with manual and pg_cron runs (archive.c's lock);
  *   - every run is recorded, capped at 1000 rows; runs left 'running' by a
