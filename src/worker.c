@@ -867,8 +867,8 @@ WorkerInit(void)
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("order_ext.archive_yield",
-							 "Inside an archive batch, step aside while live work waits for a CPU.",
-							 "Every 16 rows moved, archiving sleeps while more tasks are runnable than there are CPUs (at most 2 ms per look).",
+							 "Archiving steps aside for live work: it keeps to one CPU, and inside a batch sleeps while live work waits for a CPU.",
+							 "A run keeps to the last CPU its process may run on; every 16 rows moved, it sleeps while more tasks are runnable than there are CPUs (at most 2 ms per look).",
 							 &oe_archive_yield,
 							 true,
 							 PGC_USERSET, 0,

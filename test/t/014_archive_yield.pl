@@ -4,7 +4,8 @@
 # With more busy processes than CPUs, something is always waiting for a CPU:
 # a batch run with archive_yield on sleeps at its yield points and says how
 # long in its closing log line; with it off it never yields.  Both runs move
-# every archivable order all the same.
+# every archivable order all the same.  A run with it on also keeps to one
+# CPU, the last the server may use; with it off, it may use them all.
 use strict;
 use warnings;
 
@@ -12,6 +13,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use POSIX ();
+use Time::HiRes qw(usleep);
+use IPC::Run;
 
 use lib 't', 'test/t';
 use ArchiveTest;
@@ -69,4 +72,63 @@ is(placement($node, 'postgres'), join('|', 2 * $N, 0, 0, 3 * 2 * $N, 2 * $N, 2 *
 kill 'KILL', @hogs;
 waitpid($_, 0) for @hogs;
 @hogs = ();
+
+# the CPUs process $pid may run on, as a list ("0-3,6" -> "0,1,2,3,6")
+sub cpus_of
+{
+	my ($pid) = @_;
+	my ($list) = (slurp_file("/proc/$pid/status") =~ /^Cpus_allowed_list:\s*(\S+)/m);
+	return join(',', map { /^(\d+)-(\d+)$/ ? ($1 .. $2) : $_ } split(/,/, $list // ''));
+}
+
+SKIP:
+{
+	my $pm = (split /\n/, slurp_file($node->data_dir . '/postmaster.pid'))[0];
+	my @all = split /,/, cpus_of($pm);
+	skip 'needs two CPUs and /proc/PID/status', 7 if @all < 2;
+	like($on, qr/, kept to CPU $all[-1];/, 'archive_yield on: the closing log line names the CPU');
+	my $month = 3;
+	for my $yield ('on', 'off')
+	{
+		# a run slow enough to be looked at: batches of 10, 1 s apart
+		my $first = "order_ext.min_order_id('2024-0$month-01')";
+		make_month($node, 'postgres', "2024-0$month-01", 200, 1);
+		$month++;
+		my ($out, $err) = ('', '');
+		my $h = IPC::Run::start(
+			[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
+			  '-c', "SET order_ext.archive_yield = $yield", '-c', 'SET order_ext.archive_pause = 1000',
+			  '-c', "SELECT order_ext.archive('30 days', 10)" ],
+			'>', \$out, '2>', \$err);
+		ok(wait_for($node, 'postgres',
+				"SELECT count(*) > 0 FROM order_ext.orders_history WHERE order_id >= $first", 60),
+			"archive_yield $yield: a run is moving batches");
+		my $pid = $node->safe_psql('postgres',
+			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext archive'});
+		is(cpus_of($pid), $yield eq 'on' ? $all[-1] : join(',', @all),
+			$yield eq 'on' ? "archive_yield on: the run keeps to CPU $all[-1]"
+			: 'archive_yield off: the run may use every CPU');
+		$node->safe_psql('postgres',
+			q{SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+			  WHERE query LIKE 'SELECT order_ext.archive(%' AND backend_type = 'client backend'});
+		$h->finish;
+	}
+
+	# the worker runs archive() itself; between its runs it has every CPU back
+	$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.worker_databases = 'postgres'");
+	$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.naptime = 1");
+	$node->reload;
+	ok(wait_for($node, 'postgres',
+			q{SELECT count(*) >= 2 FROM order_ext.worker_runs WHERE source = 'worker' AND status = 'succeeded'}, 60),
+		'the worker has finished archive runs');
+	my $wpid = $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext worker'});
+	my $back = 0;
+	for (my $i = 0; $i < 50 && !$back; $i++)
+	{
+		$back = cpus_of($wpid) eq join(',', @all);
+		usleep(100_000) unless $back;
+	}
+	ok($back, 'after its runs the worker may use every CPU again');
+}
 done_testing();
