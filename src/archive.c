@@ -1035,6 +1035,29 @@ ArchiveNice(void)
 #endif
 }
 
+/* Set by ArchiveSigterm: the archive process has been asked to stop. */
+static volatile sig_atomic_t archive_terminated = false;
+
+/*
+ * ArchiveSigterm
+ *		SIGTERM of the archive process (archive()'s caller was cancelled or
+ *		ended, DROP DATABASE, a shutdown, pg_terminate_backend): stop at the
+ *		next interrupt check, as a query cancel does, rather than exiting
+ *		there (die) with the run still recorded as running; the open batch
+ *		rolls back and the run is recorded as failed on the way out.
+ */
+static void
+ArchiveSigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	archive_terminated = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
 /*
  * ArchiveWorkerMain
  *		The dynamic background worker archive() starts: attach to its shared
@@ -1048,7 +1071,7 @@ ArchiveWorkerMain(Datum main_arg)
 	volatile int64 run_id = 0;
 	MemoryContext cxt;
 
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, ArchiveSigterm);
 	BackgroundWorkerUnblockSignals();
 	ArchiveNice();
 
@@ -1078,10 +1101,22 @@ ArchiveWorkerMain(Datum main_arg)
 	{
 		ErrorData  *edata;
 
-		EmitErrorReport();		/* the server log gets it with its context */
+		if (!archive_terminated)
+			EmitErrorReport();	/* the server log gets it with its context */
 		edata = BgXactAbort(cxt);
-		sh->sqlerrcode = edata->sqlerrcode;
-		strlcpy(sh->message, edata->message ? edata->message : "unknown error", sizeof(sh->message));
+		if (archive_terminated)
+		{
+			ereport(LOG,
+					(errmsg("order_ext archive: stopped on request; the batches committed so far stay archived")));
+			sh->sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
+			strlcpy(sh->message, "the archive process was asked to stop (its caller was cancelled or ended, "
+					"or DROP DATABASE, a shutdown or pg_terminate_backend)", sizeof(sh->message));
+		}
+		else
+		{
+			sh->sqlerrcode = edata->sqlerrcode;
+			strlcpy(sh->message, edata->message ? edata->message : "unknown error", sizeof(sh->message));
+		}
 		if (run_id > 0)
 			RunsEnd(run_id, "failed", NULL, sh->message);
 	}

@@ -8,7 +8,9 @@
 # each restart: every order is in exactly one of live or history with all
 # its rows there too.  Then the interrupted runs are marked failed in
 # worker_runs and another archive() moves the rest.  Last, a run whose
-# caller is cancelled stops, and a rerun finishes it.
+# caller is cancelled stops, records itself as failed, and a rerun finishes
+# it; so do a run whose caller is terminated and one whose archive process
+# is.
 use strict;
 use warnings;
 
@@ -90,6 +92,12 @@ $h->finish;
 like($err, qr/canceling statement due to user request/, 'archive() was cancelled');
 ok(wait_for($node, 'postgres', q{SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'order_ext archive')}, 30),
 	'and its archive process stopped');
+my $STOPPED = q{SELECT status || ': ' || message FROM order_ext.worker_runs ORDER BY id DESC LIMIT 1};
+is($node->safe_psql('postgres', $STOPPED),
+	'failed: the archive process was asked to stop (its caller was cancelled or ended, or DROP DATABASE, a shutdown or pg_terminate_backend)',
+	'the cancelled run is recorded as failed as it stops, not left running');
+ok($node->log_contains(qr/order_ext archive: stopped on request; the batches committed so far stay archived/),
+	'the server log says it stopped on request');
 my $feb = $node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-02-01')});
 cmp_ok($feb, '<', $N - 1, "cancelled midway ($feb moved)");
 is(placement($node, 'postgres'), join('|', 2 * $N, 0, 0, 6 * $N, 2 * $N, 2 * $N, 4 * $N), 'after the cancel: all in one place');
@@ -108,9 +116,23 @@ $node->safe_psql('postgres',
 $h->finish;
 ok(wait_for($node, 'postgres', q{SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'order_ext archive')}, 10),
 	'after pg_terminate_backend of the caller, its archive process stopped too');
+like($node->safe_psql('postgres', $STOPPED), qr/^failed: the archive process was asked to stop/,
+	'the run of the terminated caller is recorded as failed too');
 my $mar = $node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')});
 cmp_ok($mar, '<', $N - 1, "stopped midway ($mar moved)");
 is(placement($node, 'postgres'), join('|', 3 * $N, 0, 0, 9 * $N, 3 * $N, 3 * $N, 6 * $N), 'after the terminate: all in one place');
+
+# pg_terminate_backend on the archive process itself: the caller's error says
+# why, and the run is recorded as failed
+$h = start_archive(200);
+ok(wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'order_ext archive' AND query LIKE '%batches of%'}, 60),
+	'the third month is being archived again');
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'order_ext archive'});
+$h->finish;
+like($err, qr/archive failed: the archive process was asked to stop/, "archive()'s caller says its archive process was stopped");
+like($node->safe_psql('postgres', $STOPPED), qr/^failed: the archive process was asked to stop/,
+	'and the run is recorded as failed');
+is(placement($node, 'postgres'), join('|', 3 * $N, 0, 0, 9 * $N, 3 * $N, 3 * $N, 6 * $N), 'after that: all in one place');
 
 $node->stop;
 done_testing();
