@@ -1035,29 +1035,6 @@ ArchiveNice(void)
 #endif
 }
 
-/* Set by ArchiveSigterm: the archive process has been asked to stop. */
-static volatile sig_atomic_t archive_terminated = false;
-
-/*
- * ArchiveSigterm
- *		SIGTERM of the archive process (archive()'s caller was cancelled or
- *		ended, DROP DATABASE, a shutdown, pg_terminate_backend): stop at the
- *		next interrupt check, as a query cancel does, rather than exiting
- *		there (die) with the run still recorded as running; the open batch
- *		rolls back and the run is recorded as failed on the way out.
- */
-static void
-ArchiveSigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	archive_terminated = true;
-	QueryCancelPending = true;
-	InterruptPending = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
 /*
  * ArchiveWorkerMain
  *		The dynamic background worker archive() starts: attach to its shared
@@ -1071,7 +1048,7 @@ ArchiveWorkerMain(Datum main_arg)
 	volatile int64 run_id = 0;
 	MemoryContext cxt;
 
-	pqsignal(SIGTERM, ArchiveSigterm);
+	pqsignal(SIGTERM, BgSigterm);
 	BackgroundWorkerUnblockSignals();
 	ArchiveNice();
 
@@ -1101,10 +1078,10 @@ ArchiveWorkerMain(Datum main_arg)
 	{
 		ErrorData  *edata;
 
-		if (!archive_terminated)
+		if (!oe_stop_requested)
 			EmitErrorReport();	/* the server log gets it with its context */
 		edata = BgXactAbort(cxt);
-		if (archive_terminated)
+		if (oe_stop_requested)
 		{
 			ereport(LOG,
 					(errmsg("order_ext archive: stopped on request; the batches committed so far stay archived")));

@@ -18,8 +18,10 @@
  *     again after bgw_restart_time; workers it started are restarted by it
  *     after they stop (pg_terminate_backend, an error), with a back-off when
  *     they keep failing fast, and one log line each time, not a flood;
- *   - SIGTERM stops every process promptly (die(), CHECK_FOR_INTERRUPTS
- *     between batches); SIGHUP reloads the settings;
+ *   - SIGTERM stops every process promptly: the launcher with die(), a
+ *     worker or archive process at its next interrupt check (BgSigterm:
+ *     between rows or batches), after recording its run as failed;
+ *     SIGHUP reloads the settings;
  *   - a worker keeps a connection to its database, which would block DROP
  *     DATABASE: the library's utility hook (order_ext.c) stops the
  *     database's order_ext processes before DROP DATABASE runs
@@ -28,7 +30,8 @@
  *   - one worker per database (a session advisory lock), and one archive
  *     run at a time with manual and pg_cron runs (archive.c's lock);
  *   - every run is recorded, capped at 1000 rows; runs left 'running' by a
- *     crash or a terminated process are marked failed when the next starts;
+ *     crash (or a stop request outside a job) are marked failed when the
+ *     next starts;
  *   - Citus: maintenance runs only where the parent tables live (not on a
  *     Citus worker node); the worker checks before it acts.
  */
@@ -198,6 +201,30 @@ BgXactAbort(MemoryContext cxt)
 	AbortCurrentTransaction();
 	MemoryContextSwitchTo(cxt);
 	return edata;
+}
+
+/* Set by BgSigterm: this process has been asked to stop. */
+volatile sig_atomic_t oe_stop_requested = false;
+
+/*
+ * BgSigterm
+ *		SIGTERM of a worker or an archive process (pg_terminate_backend,
+ *		DROP DATABASE, a shutdown, archive()'s caller gone): stop at the next
+ *		interrupt check as a query cancel does, with an error, rather than
+ *		exiting there (die) with the run still recorded as running; the open
+ *		transaction rolls back, the run is recorded as failed, and then the
+ *		process exits.
+ */
+void
+BgSigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	oe_stop_requested = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
 }
 
 /*
@@ -453,6 +480,7 @@ WorkerRun(MemoryContext cxt)
 	StringInfoData message;
 	bool		installed;
 	volatile bool failed = false;
+	volatile bool stopped = false;
 	int64		run_id;
 	volatile int j;
 
@@ -483,7 +511,7 @@ WorkerRun(MemoryContext cxt)
 	initStringInfo(&results);
 	initStringInfo(&message);
 	appendStringInfoChar(&results, '{');
-	for (j = 0; j < (int) lengthof(WorkerJobs); j++)
+	for (j = 0; j < (int) lengthof(WorkerJobs) && !stopped; j++)
 	{
 		const WorkerJob *job = &WorkerJobs[j];
 		char		activity[64];
@@ -507,11 +535,14 @@ WorkerRun(MemoryContext cxt)
 			ErrorData  *edata = BgXactAbort(cxt);
 
 			failed = true;
+			stopped = oe_stop_requested;
 			appendStringInfo(&results, "%s\"%s\": null", j ? ", " : "", job->name);
 			appendStringInfo(&message, "%s%s failed: %s", message.len ? "; " : "", job->name,
-							 edata->message);
-			ereport(LOG,
-					(errmsg("order_ext worker: job %s failed: %s", job->name, edata->message)));
+							 stopped ? "the worker was asked to stop (pg_terminate_backend, DROP DATABASE or a shutdown)"
+							 : edata->message);
+			if (!stopped)
+				ereport(LOG,
+						(errmsg("order_ext worker: job %s failed: %s", job->name, edata->message)));
 			FreeErrorData(edata);
 		}
 		PG_END_TRY();
@@ -539,7 +570,7 @@ OrderWorkerMain(Datum main_arg)
 	LOCKTAG		tag;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, BgSigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname(WORKER_TYPE);
@@ -566,6 +597,12 @@ OrderWorkerMain(Datum main_arg)
 		TimestampTz now;
 		long		wait_ms;
 
+		if (oe_stop_requested)
+		{
+			/* exit code 1: the launcher starts it again if it should run */
+			ereport(LOG, (errmsg("order_ext worker: stopped on request")));
+			proc_exit(1);
+		}
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -584,7 +621,8 @@ OrderWorkerMain(Datum main_arg)
 			{
 				ErrorData  *edata = BgXactAbort(cxt);
 
-				ereport(LOG, (errmsg("order_ext worker: run failed: %s", edata->message)));
+				if (!oe_stop_requested)
+					ereport(LOG, (errmsg("order_ext worker: run failed: %s", edata->message)));
 				FreeErrorData(edata);
 				pgstat_report_activity(STATE_IDLE, NULL);
 			}

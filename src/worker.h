@@ -6,6 +6,8 @@
 #ifndef ORDER_EXT_WORKER_H
 #define ORDER_EXT_WORKER_H
 
+#include <signal.h>
+
 #include "nodes/parsenodes.h"
 #include "postmaster/bgworker.h"
 
@@ -17,6 +19,10 @@ extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const c
 extern void BgXactBegin(void);
 extern void BgXactCommit(void);
 extern ErrorData *BgXactAbort(MemoryContext cxt);
+
+/* SIGTERM of a background process: stop at the next interrupt check */
+extern volatile sig_atomic_t oe_stop_requested;
+extern void BgSigterm(SIGNAL_ARGS);
 
 /* order_ext.worker_runs: one row per run */
 extern int64 RunsBegin(const char *source);

@@ -3,7 +3,8 @@
 # order_ext.worker_databases, visible in pg_stat_activity.backend_type, that
 # fires due timers and archives; it comes back after pg_terminate_backend
 # (worker or launcher) and after a crash; SIGHUP changes its naptime; each
-# run is recorded in worker_runs; it does not block DROP DATABASE.
+# run is recorded in worker_runs, a run stopped midway as failed; it does not
+# block DROP DATABASE.
 use strict;
 use warnings;
 
@@ -103,6 +104,25 @@ ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
 $node->safe_psql('wdb', q{INSERT INTO order_ext.worker_runs (source, pid) VALUES ('worker', 999999)});
 ok(wait_for($node, 'wdb', q{SELECT status = 'failed' FROM order_ext.worker_runs WHERE pid = 999999}, 30),
 	'a run left running by a vanished process is marked failed');
+
+# a stop request in the middle of a run: the worker records the run as failed
+# (rather than leaving it running) and comes back; it stays slow for the
+# DROP DATABASE below, which so stops it mid-run too
+make_month($node, 'wdb', '2024-02-01', 300, 1);
+$node->safe_psql('postgres', 'ALTER SYSTEM SET order_ext.archive_pause = 1000');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET order_ext.archive_batch_size = 10');
+$node->reload;
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER AND query LIKE 'order_ext archive: batches of%')", 60),
+	'the worker archives a month in slow batches');
+$pid = $node->safe_psql('postgres', $WORKER);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok(wait_for($node, 'postgres', "SELECT NOT EXISTS ($WORKER AND pid = $pid)", 10), 'it stops promptly mid-run');
+is($node->safe_psql('wdb', "SELECT status || ': ' || message FROM order_ext.worker_runs WHERE pid = $pid ORDER BY id DESC LIMIT 1"),
+	'failed: archive failed: the worker was asked to stop (pg_terminate_backend, DROP DATABASE or a shutdown)',
+	'its run is recorded as failed, saying why');
+ok($node->log_contains(qr/order_ext worker: stopped on request/), 'the log says it stopped on request');
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER AND pid <> $pid AND query LIKE 'order_ext archive: batches of%')", 60),
+	'it comes back and carries on');
 
 # DROP DATABASE is not blocked by the worker's connection
 my ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb');
