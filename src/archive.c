@@ -922,10 +922,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 		}
 		AfterSalesSweep(&st);
 		Report(&st, !yield ? "done" :
-			   archive_cpu < 0 ? psprintf("done, " INT64_FORMAT " ms yielded to live work",
-										  archive_yielded_us / 1000) :
-			   psprintf("done, " INT64_FORMAT " ms yielded to live work, kept to CPU %d",
-						archive_yielded_us / 1000, archive_cpu),
+			   psprintf("done, " INT64_FORMAT " ms yielded to live work%s", archive_yielded_us / 1000,
+						archive_cpu < 0 ? "" : psprintf(", kept to CPU %d", archive_cpu)),
 			   st.moved > 0);
 	}
 	PG_CATCH();

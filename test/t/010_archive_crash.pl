@@ -30,13 +30,14 @@ $node->safe_psql('postgres', 'CREATE EXTENSION order_ext');
 make_month($node, 'postgres', '2024-01-01', $N, 1);
 is(placement($node, 'postgres'), join('|', $N, 0, 0, 3 * $N, $N, $N, 2 * $N), 'the month is there, all live');
 
-# archive('30 days', 100) in the background with the given pause (ms)
+# archive('30 days', 100) in the background with the given pause (ms);
+# errors with their SQLSTATE
 sub start_archive
 {
 	my ($pause) = @_;
 	($out, $err) = ('', '');
 	return IPC::Run::start(
-		[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'),
+		[ 'psql', '-X', '-At', '-v', 'VERBOSITY=verbose', '-d', $node->connstr('postgres'),
 		  '-c', "SET order_ext.archive_pause = $pause", '-c', "SELECT order_ext.archive('30 days', 100)" ],
 		'>', \$out, '2>', \$err);
 }
@@ -89,7 +90,7 @@ like($node->safe_psql('postgres', q{SELECT query FROM pg_stat_activity WHERE bac
 	qr/^order_ext archive: batches of orders_p2024_02; \d+ orders moved so far$/, 'its progress shows in pg_stat_activity');
 $node->safe_psql('postgres', q{SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT order_ext.archive(%'});
 $h->finish;
-like($err, qr/canceling statement due to user request/, 'archive() was cancelled');
+like($err, qr/ERROR:  57014: canceling statement due to user request/, 'archive() was cancelled');
 ok(wait_for($node, 'postgres', q{SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'order_ext archive')}, 30),
 	'and its archive process stopped');
 my $STOPPED = q{SELECT status || ': ' || message FROM order_ext.worker_runs ORDER BY id DESC LIMIT 1};
@@ -129,7 +130,8 @@ ok(wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_stat_activity WHERE
 	'the third month is being archived again');
 $node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'order_ext archive'});
 $h->finish;
-like($err, qr/archive failed: the archive process was asked to stop/, "archive()'s caller says its archive process was stopped");
+like($err, qr/ERROR:  57P01: archive failed: the archive process was asked to stop/,
+	"archive()'s caller says its archive process was stopped (57P01, admin_shutdown)");
 like($node->safe_psql('postgres', $STOPPED), qr/^failed: the archive process was asked to stop/,
 	'and the run is recorded as failed');
 is(placement($node, 'postgres'), join('|', 3 * $N, 0, 0, 9 * $N, 3 * $N, 3 * $N, 6 * $N), 'after that: all in one place');
