@@ -30,16 +30,17 @@ $node->safe_psql('postgres', "CREATE DATABASE $src");
 $node->safe_psql($src, q{
 CREATE EXTENSION order_ext;
 SET TimeZone = 'UTC';
--- history: an imported old month, and last month
+-- history: an imported old month, and orders of 35 days ago (old enough
+-- for archive('20 days') whatever the day of the month)
 SELECT order_ext.create_partitions('2024-01-01', '2024-01-31');
-SELECT order_ext.create_partitions(now() - interval '1 month', now() - interval '1 month');
+SELECT order_ext.create_partitions(now() - interval '35 days', now() - interval '35 days');
 SELECT count(*) FROM (
     SELECT order_ext.create_order(order_ext.min_order_id('2024-01-10') + n, 100 + n,
                jsonb_build_array(jsonb_build_object('sku', 'OLD-' || n, 'qty', n, 'unit_price', 100 * n)),
                discounts => '[{"kind":"coupon","code":"OLD","amount":1}]')
     FROM generate_series(1, 5) n) s;
 SELECT count(*) FROM (
-    SELECT order_ext.create_order(order_ext.min_order_id(date_trunc('month', now()) - interval '10 days') + n, 200 + n,
+    SELECT order_ext.create_order(order_ext.min_order_id(now() - interval '35 days') + n, 200 + n,
                jsonb_build_array(jsonb_build_object('sku', 'LAST-' || n, 'qty', 1, 'unit_price', 500),
                                  jsonb_build_object('sku', 'LAST-X', 'qty', 2, 'unit_price', 250)),
                shipping_fee => 10, attrs => jsonb_build_object('n', n))
@@ -94,13 +95,13 @@ SELECT order_ext.issue_token('1 day');
 });
 my $token = $node->safe_psql($src, 'SELECT order_ext.issue_token(\'1 day\')');
 # history: the imported month, all finished, moves whole (detach/attach);
-# last month's cancelled orders move by batch
+# the cancelled one of 35 days ago moves by batch
 is($node->safe_psql($src, q{
 SELECT count(*) FROM order_ext.orders o, LATERAL order_ext.fire(o.order_id, 'cancel', actor => 'buyer') f
 WHERE o.order_id < order_ext.min_order_id('2024-02-01') AND o.status = 'pending_payment'}),
 	'4', 'the imported month: its open orders cancelled');
 is($node->safe_psql($src, q{SELECT order_ext.archive('20 days', 100) >= 6}), 't',
-	'archive() moved the imported month and last month\'s cancelled orders to history');
+	'archive() moved the imported month and the old cancelled order to history');
 is($node->safe_psql($src, q{
 SELECT (SELECT count(*) FROM order_ext.orders_history) > 5,
        (SELECT count(*) FROM order_ext.order_items_history) > 5,
@@ -214,7 +215,7 @@ is($node->safe_psql($db, q{
 SELECT f.status || ' v' || f.version
 FROM order_ext.orders o, LATERAL order_ext.fire(o.order_id, 'modify', 1, 'buyer', '{"attrs": {"late": true}}') f
 WHERE o.buyer_id = 204}),
-	'pending_payment v2', 'fire() on a restored order of last month');
+	'pending_payment v2', 'fire() on a restored order of 35 days ago');
 is($node->safe_psql($db, q{
 SELECT status || ' v' || version || ' ' || payable_total
 FROM order_ext.create_order(order_ext.new_order_id(), 999, '[{"sku":"NEW","qty":3,"unit_price":100}]', machine => 'flash')}),
