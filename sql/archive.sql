@@ -282,12 +282,15 @@ SELECT (SELECT count(*) FROM order_ext.orders_history WHERE order_id = a.id) AS 
        (SELECT status FROM order_ext.after_sales_history WHERE id = (SELECT sid FROM s WHERE n = 4)) AS request
 FROM a WHERE a.n = 4;
 
--- order_ext.archive_yield (on by default): the batch statements call the
--- internal order_ext.archive_yield() for every row they move, which steps
--- aside while live work waits for a CPU; with the setting off they do not
--- call it.  Seen by taking the function away for a moment: the run then
--- fails and moves nothing, unless the setting is off.
+-- order_ext.archive_yield (on by default): the batch statements (used where
+-- the built-in mover cannot take a month, or with order_ext.archive_statements
+-- on) call the internal order_ext.archive_yield() for every row they move,
+-- which steps aside while live work waits for a CPU; with the setting off
+-- they do not call it.  Seen by taking the function away for a moment: the
+-- run then fails and moves nothing, unless the setting is off.  (The mover
+-- calls the same code in C: TAP test 014.)
 SHOW order_ext.archive_yield;
+SET order_ext.archive_statements = on;
 INSERT INTO a SELECT 5, order_ext.min_order_id('2024-04-25');
 SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 5), 205, '[{"sku":"AR-1","qty":1,"unit_price":1000}]');
 SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 5), 'cancel', actor => 'buyer');
@@ -297,10 +300,58 @@ SELECT count(*) AS still_live FROM order_ext.orders WHERE order_id = (SELECT id 
 SET order_ext.archive_yield = off;
 SELECT order_ext.archive('30 days') AS moved_yield_off;
 RESET order_ext.archive_yield;
+RESET order_ext.archive_statements;
 ALTER FUNCTION order_ext.archive_yield_away() RENAME TO archive_yield;
 SELECT count(*) AS archived FROM order_ext.orders_history WHERE order_id = (SELECT id FROM a WHERE n = 5);
 -- it is always true, and internal: PUBLIC cannot call it (nor the app role, see privileges)
 SELECT order_ext.archive_yield() AS yield_point;
 SELECT has_function_privilege('public', 'order_ext.archive_yield()', 'EXECUTE') AS public_may_call;
+
+-- The batch path's mover works below SQL, so where a month has what only the
+-- statements honour, that month goes by the statements (the log says why).
+-- A user's DELETE trigger on a live table fires for every archived row:
+CREATE TABLE public.deleted_items (order_id bigint, line_no int);
+CREATE FUNCTION public.note_deleted_item() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.deleted_items VALUES (OLD.order_id, OLD.line_no);
+    RETURN OLD;
+END $$;
+CREATE TRIGGER note_deleted_item AFTER DELETE ON order_ext.order_items
+    FOR EACH ROW EXECUTE FUNCTION public.note_deleted_item();
+INSERT INTO a SELECT 6, order_ext.min_order_id('2024-04-26');
+INSERT INTO a SELECT 7, order_ext.min_order_id('2024-04-27');
+SELECT count(*) AS created FROM a, LATERAL order_ext.create_order(a.id, 206,
+        '[{"sku":"AR-1","qty":1,"unit_price":1000},{"sku":"AR-2","qty":2,"unit_price":250}]') c
+WHERE a.n IN (6, 7);
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 6), 'cancel', actor => 'buyer');
+SELECT order_ext.archive('30 days') AS moved_with_trigger;
+SELECT a.n, count(d.*) AS items_seen_by_trigger,
+       (SELECT count(*) FROM order_ext.order_items_history h WHERE h.order_id = a.id) AS items_archived,
+       (SELECT count(*) FROM order_ext.order_items l WHERE l.order_id = a.id) AS items_live
+FROM a LEFT JOIN public.deleted_items d ON d.order_id = a.id
+WHERE a.n IN (6, 7) GROUP BY a.n, a.id ORDER BY a.n;
+DROP TRIGGER note_deleted_item ON order_ext.order_items;
+-- ... and a history column that differs from its live one (a type changed on
+-- the history side only): the statements cast as an INSERT does
+ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE varchar(40);
+INSERT INTO a SELECT 8, order_ext.min_order_id('2024-04-28');
+SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 8), 208,
+        '[{"sku":"AR-1","qty":1,"unit_price":1000}]',
+        discounts => '[{"kind":"coupon","code":"C8","amount":100}]');
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 8), 'cancel', actor => 'buyer');
+SELECT order_ext.archive('30 days') AS moved_with_other_type;
+SELECT code, amount FROM order_ext.order_discounts_history WHERE order_id = (SELECT id FROM a WHERE n = 8);
+ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE text;
+-- without either, the mover takes the month again; the order left open moves
+-- once it ends
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 7), 'cancel', actor => 'buyer');
+SELECT order_ext.archive('30 days') AS moved_by_mover;
+SELECT count(*) AS items_seen_by_trigger FROM public.deleted_items WHERE order_id = (SELECT id FROM a WHERE n = 7);
+SELECT count(*) AS order_archived FROM order_ext.orders_history WHERE order_id = (SELECT id FROM a WHERE n = 7);
+SELECT count(*) AS items_archived FROM order_ext.order_items_history WHERE order_id = (SELECT id FROM a WHERE n = 7);
+-- order_ext.archive_statements is for superusers (a way out, and for comparisons)
+SELECT context FROM pg_settings WHERE name = 'order_ext.archive_statements';
+DROP TABLE public.deleted_items;
+DROP FUNCTION public.note_deleted_item();
 
 DROP EXTENSION order_ext CASCADE;

@@ -85,15 +85,17 @@
 #include "utils/timestamp.h"
 
 #include "archive.h"
+#include "archive_move.h"
 #include "machine.h"
 #include "order_ext.h"
 #include "worker.h"
 
-#define MAX_TABLES		16
+#define MAX_TABLES		ARCHIVE_MAX_TABLES
 #define MONTH_ATTEMPTS	3
 
 int			oe_archive_pause_ms = 10;
 bool		oe_archive_yield = true;
+bool		oe_archive_statements = false;
 
 /* Microseconds archive_yield() slept in this run (ArchiveRun resets it). */
 static int64 archive_yielded_us = 0;
@@ -110,6 +112,7 @@ typedef struct ArchiveShared
 	int32		batch_size;
 	int32		pause_ms;
 	bool		yield;
+	bool		statements;
 	int64		moved;
 	bool		finished;
 	int			sqlerrcode;
@@ -138,6 +141,8 @@ typedef struct ArchiveState
 	int32		pause_ms;
 	const char *yield_point;	/* " WHERE order_ext.archive_yield()" or "" */
 	Datum		terminal;		/* text[] of 'machine/status' that are terminal */
+	ArchiveMoveSpec spec;		/* the batch mover's view of the run (archive_move.c) */
+	bool		statements;		/* batches by the SQL statements only */
 	char	   *columns[MAX_TABLES];	/* quoted column list of each live table */
 	char	   *after_sales_columns;	/* and of order_ext.after_sales */
 	int64		moved;
@@ -366,6 +371,9 @@ PrepareRun(ArchiveState *st, ArchiveMonth **months)
 	old = MemoryContextSwitchTo(st->cxt);
 	st->terminal = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										   &(bool){false}), false, -1);
+	st->spec.terminal = st->terminal;
+	st->spec.ntables = OrderTablesCount;
+	ArchiveMoveTerminal(&st->spec, st->cxt);
 
 	/* the months: the live orders partitions that start below the cutoff */
 	*months = palloc0(sizeof(ArchiveMonth) * Max(nlive[0], 1));
@@ -577,6 +585,22 @@ BatchXactBegin(void)
 }
 
 /*
+ * BatchPause
+ *		After a batch's commit: progress, then order_ext.archive_pause.
+ */
+static void
+BatchPause(ArchiveState *st, const char *what)
+{
+	Report(st, what, false);
+	if (st->pause_ms > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 st->pause_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
  * MonthBatches
  *		Move the archivable orders of a month below 'upper', batch_size per
  *		transaction, into the month's history partitions (made if missing).
@@ -589,6 +613,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 	Datum		values[4];
 	char		what[128];
 	int64		last = m->lo - 1;
+	bool		statements;
 	int			t;
 
 	if (m->live[0] == NULL)
@@ -622,6 +647,12 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 
 	snprintf(what, sizeof(what), "batches of %s", m->live[0]);
 	Report(st, what, true);
+	statements = st->statements;
+	for (t = 0; t < OrderTablesCount; t++)
+	{
+		st->spec.live[t] = m->live[t];
+		st->spec.hist[t] = m->hist[t];
+	}
 
 	for (;;)
 	{
@@ -631,6 +662,26 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		int64		picked;
 
 		BatchXactBegin();
+		if (!statements)
+		{
+			ArchiveMoveResult r;
+			const char *why = ArchiveMoveBatch(&st->spec, last, upper, st->batch_size, &r);
+
+			if (why == NULL)
+			{
+				BgXactCommit();
+				if (r.done)
+					break;
+				st->moved += r.moved;
+				last = r.last;
+				BatchPause(st, what);
+				continue;
+			}
+			/* nothing changed yet: this month's batches go by the statements */
+			ereport(LOG,
+					(errmsg("order_ext archive: %s moves by SQL statements: %s", m->live[0], why)));
+			statements = true;
+		}
 		if (plans[0] == NULL)
 			PrepareMonthPlans(st, m, plans);
 		values[0] = Int64GetDatum(last);
@@ -661,13 +712,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		}
 		BgXactCommit();
 		last = picked;
-		Report(st, what, false);
-		if (st->pause_ms > 0)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 st->pause_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+		BatchPause(st, what);
 	}
 }
 
@@ -848,7 +893,7 @@ ArchiveOneCpu(bool on)
  */
 int64
 ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yield,
-		   bool wait_for_lock, bool *skipped)
+		   bool statements, bool wait_for_lock, bool *skipped)
 {
 	ArchiveState st;
 	ArchiveMonth *months = NULL;
@@ -863,6 +908,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 	st.batch_size = batch_size;
 	st.pause_ms = pause_ms;
 	st.yield_point = yield ? " WHERE order_ext.archive_yield()" : "";
+	st.spec.yield = yield;
+	st.statements = statements;
 	archive_yielded_us = 0;
 	st.last_log = GetCurrentTimestamp();
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
@@ -944,9 +991,10 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 }
 
 /*
- * archive_yield() -> boolean
- *		The yield point of the batch statements (order_ext.archive_yield):
- *		called for every row they move, between rows (no buffer lock held).
+ * ArchiveYieldPoint, and archive_yield() -> boolean for the SQL statements
+ *		The yield point of the batch mover and statements
+ *		(order_ext.archive_yield): called for every row they move, between
+ *		rows (no buffer lock held).
  *		Every YIELD_EVERY rows it looks at how many tasks are runnable on the
  *		machine (/proc/loadavg); while more are than there are CPUs, some
  *		live work is waiting for one, and this process sleeps YIELD_SLEEP_US
@@ -963,8 +1011,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 #define YIELD_SLEEP_US	200
 #define YIELD_MAX_US	2000
 
-Datum
-archive_yield(PG_FUNCTION_ARGS)
+void
+ArchiveYieldPoint(void)
 {
 	static uint32 calls = 0;
 	static int	fd = -2;		/* -2: not opened yet; -1: none */
@@ -973,7 +1021,7 @@ archive_yield(PG_FUNCTION_ARGS)
 	int			field;
 
 	if (++calls % YIELD_EVERY != 0)
-		PG_RETURN_BOOL(true);
+		return;
 	if (fd == -2)
 	{
 		fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
@@ -998,6 +1046,12 @@ archive_yield(PG_FUNCTION_ARGS)
 		archive_yielded_us += YIELD_SLEEP_US;
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+Datum
+archive_yield(PG_FUNCTION_ARGS)
+{
+	ArchiveYieldPoint();
 	PG_RETURN_BOOL(true);
 }
 
@@ -1067,7 +1121,8 @@ ArchiveWorkerMain(Datum main_arg)
 		char		results[64];
 
 		run_id = RunsBegin("archive");
-		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, sh->pause_ms, sh->yield, true, &skipped);
+		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, sh->pause_ms, sh->yield, sh->statements,
+								 true, &skipped);
 		snprintf(results, sizeof(results), "{\"archive\": " INT64_FORMAT "}", sh->moved);
 		RunsEnd(run_id, "succeeded", results, NULL);
 		sh->finished = true;
@@ -1163,6 +1218,7 @@ archive(PG_FUNCTION_ARGS)
 	sh->batch_size = batch_size;
 	sh->pause_ms = oe_archive_pause_ms;
 	sh->yield = oe_archive_yield;
+	sh->statements = oe_archive_statements;
 
 	BgWorkerFill(&worker, "ArchiveWorkerMain", "order_ext archive",
 				 UInt32GetDatum(dsm_segment_handle(seg)));

@@ -411,7 +411,7 @@ ArchiveJob(bool *skipped)
 	if (after == NULL)
 		elog(ERROR, "order_ext.archive_after is not a valid interval");
 	return ArchiveRun(after, oe_archive_batch_size, oe_archive_pause_ms, oe_archive_yield,
-					  false, skipped);
+					  oe_archive_statements, false, skipped);
 }
 
 /*
@@ -910,6 +910,13 @@ WorkerInit(void)
 							 &oe_archive_yield,
 							 true,
 							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("order_ext.archive_statements",
+							 "Archive batches move rows with SQL statements instead of the built-in mover.",
+							 "The statements (DELETE ... RETURNING into INSERT, through the executor) do what the mover does at about twice its CPU; archiving uses them by itself where the mover cannot take a month (triggers, rules or row-level security on the tables, history columns that differ). For comparisons and as a way out.",
+							 &oe_archive_statements,
+							 false,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)

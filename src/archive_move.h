@@ -1,0 +1,40 @@
+/*
+ * archive_move.h
+ *		Moving one batch of a month's orders to history at the table-access
+ *		level (archive_move.c).
+ */
+#ifndef ORDER_EXT_ARCHIVE_MOVE_H
+#define ORDER_EXT_ARCHIVE_MOVE_H
+
+#include "postgres.h"
+
+#define ARCHIVE_MAX_TABLES	16
+
+/* What a batch mover needs to know of a run and a month. */
+typedef struct ArchiveMoveSpec
+{
+	int			ntables;		/* order tables, orders first */
+	const char *live[ARCHIVE_MAX_TABLES];	/* this month's live partition; NULL if none */
+	const char *hist[ARCHIVE_MAX_TABLES];	/* and its history partition */
+	Datum		terminal;		/* text[] of 'machine/status' that are terminal */
+	char	  **terminal_sorted;	/* the same, sorted C strings (ArchiveMoveTerminal) */
+	int			nterminal;
+	bool		yield;			/* call ArchiveYieldPoint() for every row */
+} ArchiveMoveSpec;
+
+/* Outcome of ArchiveMoveBatch */
+typedef struct ArchiveMoveResult
+{
+	bool		done;			/* no order left in the window */
+	int64		last;			/* the window's last order id (the next batch starts after it) */
+	int64		moved;			/* orders moved */
+} ArchiveMoveResult;
+
+extern void ArchiveMoveTerminal(ArchiveMoveSpec *spec, MemoryContext cxt);
+extern const char *ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper,
+									int32 batch_size, ArchiveMoveResult *result);
+
+/* archive.c */
+extern void ArchiveYieldPoint(void);
+
+#endif

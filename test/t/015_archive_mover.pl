@@ -1,0 +1,146 @@
+# The batch path's mover (src/archive_move.c) against concurrent writers
+# (README "Archiving history orders"): it deletes each order row by the
+# tuple id its scan found, so
+#   1. an order updated after the scan saw it (the delete waits for the
+#      updater, then finds a newer row) stays live for the next run, with
+#      every row of its own, and the next run moves it with what the update
+#      added;
+#   2. an order a writer only locked while adding a child row (a late
+#      payment, say) moves after the writer commits, with that row;
+#   3. a child row changed by someone who did not lock its order first makes
+#      the batch fail whole (40001): nothing of it moved, and a rerun moves it.
+# Every month here goes by the mover, never by the statements.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use IPC::Run;
+
+use lib 't', 'test/t';
+use ArchiveTest;
+
+my $N = 200;
+my $node = archive_node('archive_mover', 'order_ext', 'log_min_messages = log');
+$node->safe_psql('postgres', 'CREATE EXTENSION order_ext');
+my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+
+# A session that holds a transaction open: run $sql (ending in a SELECT of
+# 'ready') and wait for it.
+sub open_session
+{
+	my ($sql) = @_;
+	my %s = (in => '', out => '', err => '');
+	$s{h} = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
+		'<', \$s{in}, '>', \$s{out}, '2>', \$s{err}, IPC::Run::timeout($timeout));
+	session_do(\%s, $sql);
+	return \%s;
+}
+
+sub session_do
+{
+	my ($s, $sql) = @_;
+	$s->{out} = '';
+	$s->{in} .= "$sql\nSELECT 'ready';\n";
+	$s->{h}->pump until $s->{out} =~ /ready/ || $s->{err} ne '';
+	die "session: $s->{err}" if $s->{err} ne '';
+}
+
+# archive('30 days', 1000) in the background; its output and errors
+my ($aout, $aerr);
+sub start_archive
+{
+	($aout, $aerr) = ('', '');
+	return IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'VERBOSITY=verbose', '-d', $node->connstr('postgres'),
+		  '-c', "SELECT order_ext.archive('30 days', 1000)" ],
+		'>', \$aout, '2>', \$aerr, IPC::Run::timeout($timeout));
+}
+
+my $waiting = q{SELECT count(*) > 0 FROM pg_stat_activity
+                WHERE backend_type = 'order_ext archive' AND wait_event = 'transactionid'};
+
+sub rows_of
+{
+	my ($id, $side) = @_;
+	my $h = $side eq 'history' ? '_history' : '';
+	return $node->safe_psql('postgres', 'SELECT ' . join(' || \'|\' || ', map {
+		"(SELECT count(*) FROM order_ext.$_$h WHERE order_id = $id)"
+	} qw(orders order_items order_payments order_discounts order_events)));
+}
+
+# A month of $N finished orders and three paid ones: the first run moves the
+# finished ones (so history has the month's partitions, and the rest goes by
+# batches); each scenario then finishes one of the three and archives it.
+make_month($node, 'postgres', '2024-01-01', $N, 3);
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), $N - 3, 'the finished orders moved');
+my @open = split /\n/, $node->safe_psql('postgres', q{SELECT order_id FROM order_ext.orders ORDER BY 1});
+is(scalar(@open), 3, 'three orders are left');
+sub finish
+{
+	my ($id) = @_;
+	$node->safe_psql('postgres', qq{
+SELECT order_ext.fire($id, 'ship', actor => 'merchant');
+SELECT order_ext.fire($id, 'confirm_receipt', actor => 'buyer');
+SELECT order_ext.fire($id, 'complete');});
+}
+sub run_against
+{
+	my ($session_sql, $what) = @_;
+	my $a = open_session($session_sql);
+	my $h = start_archive();
+	ok(wait_for($node, 'postgres', $waiting, 60), "archive() waits for $what");
+	session_do($a, 'COMMIT;');
+	$h->finish;
+	chomp $aout;
+}
+
+# 1. updated after the scan saw it: stays for the next run
+my $x = $open[0];
+finish($x);
+run_against(qq{BEGIN; UPDATE order_ext.orders SET attrs = attrs || '{"late": 1}' WHERE order_id = $x;},
+	'the order being updated');
+is($aout, '0', 'archive() left the order updated meanwhile') or diag($aerr);
+my $x_live = rows_of($x, 'live');
+like($x_live, qr/^1\|3\|1\|1\|\d+$/, "the updated order is live with all its rows ($x_live)");
+is(rows_of($x, 'history'), '0|0|0|0|0', 'nothing of it is in history');
+is($node->safe_psql('postgres', "SELECT attrs->>'late' FROM order_ext.orders WHERE order_id = $x"), '1',
+	'the update stands');
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '1', 'the next run moves it');
+is(rows_of($x, 'history'), $x_live, 'with every row it had, the update\'s included');
+
+# 2. locked while a child row is added: moves with that row
+my $y = $open[1];
+finish($y);
+my $y_live = rows_of($y, 'live');
+run_against(qq{BEGIN;
+SELECT 1 FROM order_ext.orders WHERE order_id = $y FOR UPDATE;
+INSERT INTO order_ext.order_payments (order_id, kind, txn_id, amount) VALUES ($y, 'payment', 'late-$y', 1);},
+	'the order being locked');
+is($aout, '1', 'archive() moved the order') or diag($aerr);
+my @y = split /\|/, $y_live;
+$y[2]++;
+is(rows_of($y, 'history'), join('|', @y), 'with the payment added under the lock');
+is(rows_of($y, 'live'), '0|0|0|0|0', 'nothing of it stayed live');
+
+# 3. a child row changed without its order locked: the batch fails whole
+my $z = $open[2];
+finish($z);
+my $z_live = rows_of($z, 'live');
+run_against(qq{BEGIN; UPDATE order_ext.order_items SET qty = qty WHERE order_id = $z AND line_no = 2;},
+	'the item row being updated');
+like($aerr, qr/40001.*changed while it was archived/s, 'the run fails with 40001, naming the change');
+is(rows_of($z, 'history'), '0|0|0|0|0', 'nothing of the failed batch moved');
+is(rows_of($z, 'live'), $z_live, 'the order is live with all its rows');
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '1', 'a rerun moves it');
+is(rows_of($z, 'history'), $z_live, 'with all its rows');
+
+my ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
+is("$orders|$not_one|$misplaced", $N . '|0|0', 'every order in one place, with its rows');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/moves by SQL statements/, 'every month went by the mover');
+$node->stop;
+done_testing();
