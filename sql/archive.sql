@@ -342,6 +342,20 @@ SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 8), 'cancel', acto
 SELECT order_ext.archive('30 days') AS moved_with_other_type;
 SELECT code, amount FROM order_ext.order_discounts_history WHERE order_id = (SELECT id FROM a WHERE n = 8);
 ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE text;
+-- The mover checks the history side's constraints as an INSERT would: a
+-- CHECK a moved row breaks fails the run, naming it, with nothing moved
+ALTER TABLE order_ext.order_items_history ADD CONSTRAINT no_ar9 CHECK (sku <> 'AR-9');
+INSERT INTO a SELECT 9, order_ext.min_order_id('2024-04-29');
+SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 9), 209,
+        '[{"sku":"AR-1","qty":1,"unit_price":1000},{"sku":"AR-9","qty":2,"unit_price":250}]');
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 9), 'cancel', actor => 'buyer');
+SELECT pg_temp.err($$SELECT order_ext.archive('30 days')$$) AS check_broken;
+SELECT (SELECT count(*) FROM order_ext.orders WHERE order_id = a.id) AS order_live,
+       (SELECT count(*) FROM order_ext.order_items WHERE order_id = a.id) AS items_live,
+       (SELECT count(*) FROM order_ext.orders_history WHERE order_id = a.id) AS order_archived
+FROM a WHERE a.n = 9;
+ALTER TABLE order_ext.order_items_history DROP CONSTRAINT no_ar9;
+SELECT order_ext.archive('30 days') AS moved_once_allowed;
 -- without either, the mover takes the month again; the order left open moves
 -- once it ends
 SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 7), 'cancel', actor => 'buyer');
