@@ -12,11 +12,14 @@
 #    at a steady BENCH_ARCHIVE_RATE (default 200) per second: orders
 #    archived per second, and create_order's p99 latency during the
 #    archiving divided by its p99 with nothing else running.
-# 3. the same p99 ratio, interleaved, and what order_ext.archive_pause buys:
-#    a third such month is archived in windows of BENCH_ARCHIVE_WINDOW
+# 3. the same p99 ratio, interleaved, what order_ext.archive_pause buys, and
+#    what the C mover buys over the SQL statements it replaced:
+#    a third month (BENCH_ARCHIVE_ILV_ORDERS, default twice as many orders)
+#    is archived in windows of BENCH_ARCHIVE_WINDOW
 #    (default 3) seconds, archive() being cancelled at the end of each window
 #    and called again after an idle window of the same length, with the pauses
-#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100" ms) in turn, while one pgbench
+#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10" ms; sqlN: pause N
+#    with order_ext.archive_statements on) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
 #    inside idle windows. On a shared 2-CPU virtual machine the idle p99 alone
@@ -25,7 +28,7 @@
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
 ARCHIVE_WINDOW=${BENCH_ARCHIVE_WINDOW:-3}
-ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100}
+ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100 sql10}
 
 # $1 / $2 printed with format $3; 0 when $2 is 0.
 archive_bench_div() {
@@ -91,7 +94,7 @@ archive_bench_interleaved() {
 		sleep "$w"
 		echo "$a $(archive_bench_now) idle" >>"$marks"
 		a=$(archive_bench_now)
-		PGOPTIONS="-c order_ext.archive_pause=$pause" \
+		PGOPTIONS=$(archive_bench_options "$pause") \
 			"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
 		apid=$!
 		for ((t = 0; t < w * 10; t++)); do
@@ -127,13 +130,24 @@ archive_bench_interleaved() {
 	rm -rf "$logdir"
 }
 
+# The session options of an interleaved variant: "N" is order_ext.archive_pause
+# N ms with the mover, "sqlN" the same with the SQL statements.
+archive_bench_options() {
+	case $1 in
+	sql*) echo "-c order_ext.archive_pause=${1#sql} -c order_ext.archive_statements=on" ;;
+	*) echo "-c order_ext.archive_pause=$1" ;;
+	esac
+}
+
 # Seconds since the epoch, with fractions.
 archive_bench_now() { date +%s.%N; }
 
 archive_bench() {
-	local n=${BENCH_ARCHIVE_ORDERS:-1000000} t0 t1 moved whole_s batch_s rate p99_idle p99_busy ratio apid out
+	local n=${BENCH_ARCHIVE_ORDERS:-1000000} ilv_n_orders t0 t1 moved whole_s batch_s rate p99_idle p99_busy ratio apid out
 	local q=(oe_psql "$DIR" "$PORT" -q -At -d postgres)
 	out=$(mktemp)
+	# the interleaved month: enough for a dozen windows of every variant
+	ilv_n_orders=${BENCH_ARCHIVE_ILV_ORDERS:-$((2 * n))}
 
 	echo "archive: building January 2024, $n finished orders ..."
 	"${q[@]}" -v month=2024-01-01 -v n="$n" -v open=0 -f "$BENCH/archive_month.sql" >/dev/null
@@ -163,16 +177,17 @@ archive_bench() {
 	ratio=$(archive_bench_div "$p99_busy" "$p99_idle" %.2f)
 	echo "archive: batch path moved $moved orders in $batch_s s; create_order p99 during it: $p99_busy ms"
 
-	echo "archive: building March 2024, $n orders, one left open ..."
+	echo "archive: building March 2024, $ilv_n_orders orders, one left open ..."
 	"${q[@]}" -c "VACUUM" >/dev/null
-	"${q[@]}" -v month=2024-03-01 -v n="$n" -v open=1 -f "$BENCH/archive_month.sql" >/dev/null
+	"${q[@]}" -v month=2024-03-01 -v n="$ilv_n_orders" -v open=1 -f "$BENCH/archive_month.sql" >/dev/null
 	"${q[@]}" -c "VACUUM ANALYZE" -c CHECKPOINT
 	echo "archive: interleaved windows of $ARCHIVE_WINDOW s, idle and archiving with pauses of $ARCHIVE_PAUSES ms in turn ..."
 	archive_bench_interleaved || return 1
 	local pause ilv_rows=""
 	for pause in $ARCHIVE_PAUSES; do
 		echo "archive: interleaved, pause $pause ms: ${ilv_moved[$pause]} orders in ${ilv_secs[$pause]} s of archive windows; p99 idle $ilv_idle ms, archiving ${ilv_p99[$pause]} ms"
-		ilv_rows+=$(printf '  %-44s %10s %10s   %s' "archive_pause $pause ms" \
+		ilv_rows+=$(printf '  %-44s %10s %10s   %s' \
+			"archive_pause ${pause#sql} ms$([[ $pause == sql* ]] && echo ', SQL statements')" \
 			"$(archive_bench_div "${ilv_moved[$pause]}" "${ilv_secs[$pause]}" %.0f)" \
 			"$(archive_bench_div "${ilv_p99[$pause]}" "$ilv_idle" %.2f)" \
 			"(p99 ${ilv_p99[$pause]} ms, n = ${ilv_cnt[$pause]})")$'\n'
