@@ -448,19 +448,18 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 				elog(ERROR, "could not lock the month");
 
 			/* blocked: an unfinished order, or an open after-sale (one range probe) */
-			resetStringInfo(&sql);
-			appendStringInfo(&sql,
-							 "SELECT count(*), coalesce(bool_or(NOT " TERMINAL("$1") "), false)"
-							 " OR " AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3")
-							 " FROM order_ext.%s o", quote_identifier(m->live[0]));
-			values[0] = st->terminal;
-			values[1] = Int64GetDatum(m->lo);
-			values[2] = Int64GetDatum(m->hi);
-			/* not read-only: a snapshot taken after the lock sees every committed row */
-			if (SPI_execute_with_args(sql.data, 3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not check the month");
-			total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			blocked = !ArchiveMonthFinished(&st->spec, m->live[0], &total);
+			if (!blocked)
+			{
+				values[0] = st->terminal;
+				values[1] = Int64GetDatum(m->lo);
+				values[2] = Int64GetDatum(m->hi);
+				/* not read-only: a snapshot taken after the lock sees every committed row */
+				if (SPI_execute_with_args("SELECT " AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3"),
+										  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+					elog(ERROR, "could not check the month's after-sales");
+				blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			}
 			if (blocked)
 			{
 				SPI_finish();

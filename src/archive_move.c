@@ -41,6 +41,7 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -57,6 +58,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -658,4 +660,81 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 	MemoryContextDelete(flushcxt);
 	result->moved = nmoved;
 	return NULL;
+}
+
+/*
+ * ArchiveMonthFinished
+ *		Whether every order of the live orders partition 'live' is terminal,
+ *		read with a snapshot taken now (so, with the month locked, every
+ *		committed row), and how many orders it has.  Stops at the first
+ *		unfinished order.  The whole-month path's check: one pass over the
+ *		month without the executor, as the batches do.
+ */
+bool
+ArchiveMonthFinished(const ArchiveMoveSpec *spec, const char *live, int64 *count)
+{
+	Oid			relid = get_relname_relid(live, get_namespace_oid("order_ext", false));
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	AttrNumber	machine_attno;
+	AttrNumber	status_attno;
+	bool		finished = true;
+	int64		n = 0;
+	Pointer		last_machine = NULL;	/* the last terminal pair seen */
+	Pointer		last_status = NULL;
+	Datum		last_machine_d = (Datum) 0;
+	Datum		last_status_d = (Datum) 0;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "order_ext.%s does not exist", live);
+	rel = table_open(relid, AccessShareLock);
+	machine_attno = ColumnOf(rel, "machine", TEXTOID);
+	status_attno = ColumnOf(rel, "status", TEXTOID);
+	if (machine_attno == 0 || status_attno == 0)
+		elog(ERROR, "%s has no text machine or status", live);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		null_machine;
+		bool		null_status;
+		Datum		machine = slot_getattr(slot, machine_attno, &null_machine);
+		Datum		status = slot_getattr(slot, status_attno, &null_status);
+
+		if (null_machine || null_status)
+		{
+			finished = false;
+			break;
+		}
+		/* most orders of a month end the same way: check a new pair only */
+		if (last_machine == NULL || !datumIsEqual(machine, last_machine_d, false, -1) ||
+			!datumIsEqual(status, last_status_d, false, -1))
+		{
+			if (!IsTerminal(spec, machine, status))
+			{
+				finished = false;
+				break;
+			}
+			if (last_machine != NULL)
+			{
+				pfree(last_machine);
+				pfree(last_status);
+			}
+			last_machine = DatumGetPointer(datumCopy(machine, false, -1));
+			last_status = DatumGetPointer(datumCopy(status, false, -1));
+			last_machine_d = PointerGetDatum(last_machine);
+			last_status_d = PointerGetDatum(last_status);
+		}
+		if ((++n & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	*count = n;
+	return finished;
 }

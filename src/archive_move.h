@@ -31,6 +31,7 @@ typedef struct ArchiveMoveResult
 } ArchiveMoveResult;
 
 extern void ArchiveMoveTerminal(ArchiveMoveSpec *spec, MemoryContext cxt);
+extern bool ArchiveMonthFinished(const ArchiveMoveSpec *spec, const char *live, int64 *count);
 extern const char *ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper,
 									int32 batch_size, ArchiveMoveResult *result);
 
