@@ -26,13 +26,17 @@
  *     the archivable ones among them, pausing order_ext.archive_pause
  *     between batches, keeping to one CPU and stepping aside inside a batch
  *     whenever live work waits for a CPU (order_ext.archive_yield, see
- *     ArchiveOneCpu() and archive_yield()).  Each batch first DELETEs the
- *     order rows (which locks them: every writer of an order's rows locks
- *     the order row first) and copies them into history, then moves the
- *     child rows of exactly those orders, each table in a statement of its
- *     own so it sees rows committed before the order rows were locked.  All
- *     in one transaction: an order is in exactly one of live or history at
- *     every commit, also if the server dies midway.
+ *     ArchiveOneCpu() and ArchiveYieldPoint()).  Each batch first deletes
+ *     the order rows (which locks them: every writer of an order's rows
+ *     locks the order row first) and copies them into history, then moves
+ *     the child rows of exactly those orders, read with a snapshot taken
+ *     after the order rows were locked.  The mover in archive_move.c does
+ *     this below SQL; a month it cannot take (triggers, rules, row-level
+ *     security, history columns that differ), or every month with
+ *     order_ext.archive_statements on, goes by SQL statements (DELETE ...
+ *     RETURNING into INSERT, PrepareMonthPlans).  All in one transaction:
+ *     an order is in exactly one of live or history at every commit, also
+ *     if the server dies midway.
  * Then the after-sales of archived orders follow them into the (unpartitioned)
  * order_ext.after_sales_history, in batches of their own (AfterSalesSweep).
  *
