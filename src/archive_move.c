@@ -515,7 +515,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 	EState	   *estate = CreateExecutorState();
 	MemoryContext flushcxt = AllocSetContextCreate(CurrentMemoryContext, "order_ext archive flush",
 												   ALLOCSET_DEFAULT_SIZES);
-	CommandId	cid = GetCurrentCommandId(true);
+	CommandId	cid;
 	Snapshot	snapshot = GetActiveSnapshot();
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -591,7 +591,8 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 	/* 2. orders with an after-sale that can still move stay */
 	OpenAfterSales(spec, ids, ok, n);
 
-	/* 3. the order rows: delete, and copy what was deleted */
+	/* 3. the order rows: delete, and copy what was deleted (as the command after step 2's) */
+	cid = GetCurrentCommandId(true);
 	moved = palloc(sizeof(int64) * n);
 	for (i = 0; i < n; i++)
 	{
@@ -621,6 +622,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 	{
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetTransactionSnapshot());
+		cid = GetCurrentCommandId(true);
 		for (t = 1; t < spec->ntables; t++)
 		{
 			MoveTable  *mt = &tabs[t];
