@@ -144,8 +144,9 @@ typedef struct ArchiveState
 	int32		batch_size;
 	int32		pause_ms;
 	const char *yield_point;	/* " WHERE order_ext.archive_yield()" or "" */
-	Datum		terminal;		/* text[] of 'machine/status' that are terminal */
-	ArchiveMoveSpec spec;		/* the batch mover's view of the run (archive_move.c) */
+	ArchiveMoveSpec spec;		/* the batch mover's view of the run (archive_move.c);
+								 * spec.terminal: text[] of 'machine/status'
+								 * that are terminal, for the statements too */
 	bool		statements;		/* batches by the SQL statements only */
 	char	   *columns[MAX_TABLES];	/* quoted column list of each live table */
 	char	   *after_sales_columns;	/* and of order_ext.after_sales */
@@ -373,11 +374,9 @@ PrepareRun(ArchiveState *st, ArchiveMonth **months)
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the terminal statuses");
 	old = MemoryContextSwitchTo(st->cxt);
-	st->terminal = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										   &(bool){false}), false, -1);
-	st->spec.terminal = st->terminal;
+	st->spec.terminal = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												&(bool){false}), false, -1);
 	st->spec.ntables = OrderTablesCount;
-	ArchiveMoveTerminal(&st->spec, st->cxt);
 
 	/* the months: the live orders partitions that start below the cutoff */
 	*months = palloc0(sizeof(ArchiveMonth) * Max(nlive[0], 1));
@@ -452,10 +451,10 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 				elog(ERROR, "could not lock the month");
 
 			/* blocked: an unfinished order, or an open after-sale (one range probe) */
-			blocked = !ArchiveMonthFinished(&st->spec, m->live[0], &total);
+			blocked = !ArchiveMonthFinished(m->live[0], &total);
 			if (!blocked)
 			{
-				values[0] = st->terminal;
+				values[0] = st->spec.terminal;
 				values[1] = Int64GetDatum(m->lo);
 				values[2] = Int64GetDatum(m->hi);
 				/* not read-only: a snapshot taken after the lock sees every committed row */
@@ -689,7 +688,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 			PrepareMonthPlans(st, m, plans);
 		values[0] = Int64GetDatum(last);
 		values[1] = Int64GetDatum(upper);
-		values[2] = st->terminal;
+		values[2] = st->spec.terminal;
 		values[3] = Int32GetDatum(st->batch_size);
 		if (SPI_execute_plan(plans[0], values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not move a batch of orders");

@@ -58,7 +58,6 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -91,18 +90,21 @@ typedef struct MoveTable
 	BulkInsertState bistate;
 } MoveTable;
 
+/* The last (machine, status) pair IsTerminal() answered for */
+typedef struct TerminalMemo
+{
+	bool		valid;
+	bool		terminal;
+	char		machine[OE_NAME_LEN];
+	char		status[OE_NAME_LEN];
+} TerminalMemo;
+
 /* The orders table's extras: where machine and status are */
 typedef struct MoveOrders
 {
 	AttrNumber	machine_attno;
 	AttrNumber	status_attno;
 } MoveOrders;
-
-static int
-cmp_cstring(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
 
 static int
 cmp_int64(const void *a, const void *b)
@@ -114,51 +116,33 @@ cmp_int64(const void *a, const void *b)
 }
 
 /*
- * ArchiveMoveTerminal
- *		spec->terminal as sorted C strings (in cxt), for IsTerminal().
+ * IsTerminal
+ *		Whether an order's machine and status (text datums) are a terminal
+ *		pair, by the machine cache (machine.c).  Most orders of a month end
+ *		the same way, so the last pair's answer is kept in *memo.
  */
-void
-ArchiveMoveTerminal(ArchiveMoveSpec *spec, MemoryContext cxt)
-{
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int			i;
-
-	deconstruct_array(DatumGetArrayTypeP(spec->terminal), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	spec->terminal_sorted = palloc(sizeof(char *) * Max(n, 1));
-	spec->nterminal = 0;
-	for (i = 0; i < n; i++)
-		if (!nulls[i])
-			spec->terminal_sorted[spec->nterminal++] = TextDatumGetCString(elems[i]);
-	qsort(spec->terminal_sorted, spec->nterminal, sizeof(char *), cmp_cstring);
-	MemoryContextSwitchTo(old);
-}
-
-/* Whether 'machine/status' is terminal (both text datums, not null). */
 static bool
-IsTerminal(const ArchiveMoveSpec *spec, Datum machine, Datum status)
+IsTerminal(TerminalMemo *memo, Datum machine, Datum status)
 {
-	text	   *m = DatumGetTextPP(machine);
-	text	   *s = DatumGetTextPP(status);
-	int			ml = VARSIZE_ANY_EXHDR(m);
-	int			sl = VARSIZE_ANY_EXHDR(s);
-	char		buf[256];
-	char	   *key = buf;
-	bool		found;
+	text	   *mt = DatumGetTextPP(machine);
+	text	   *st = DatumGetTextPP(status);
+	char		m[OE_NAME_LEN];
+	char		s[OE_NAME_LEN];
+	const MachineDef *def;
 
-	if (ml + sl + 2 > (int) sizeof(buf))
-		key = palloc(ml + sl + 2);
-	memcpy(key, VARDATA_ANY(m), ml);
-	key[ml] = '/';
-	memcpy(key + ml + 1, VARDATA_ANY(s), sl);
-	key[ml + sl + 1] = '\0';
-	found = bsearch(&key, spec->terminal_sorted, spec->nterminal, sizeof(char *), cmp_cstring) != NULL;
-	if (key != buf)
-		pfree(key);
-	return found;
+	/* longer names than machines may have: no machine of ours */
+	if (VARSIZE_ANY_EXHDR(mt) >= OE_NAME_LEN || VARSIZE_ANY_EXHDR(st) >= OE_NAME_LEN)
+		return false;
+	text_to_cstring_buffer(mt, m, sizeof(m));
+	text_to_cstring_buffer(st, s, sizeof(s));
+	if (memo->valid && strcmp(m, memo->machine) == 0 && strcmp(s, memo->status) == 0)
+		return memo->terminal;
+	def = MachineLookup(m);
+	memo->terminal = def != NULL && MachineIsTerminal(def, s);
+	strlcpy(memo->machine, m, sizeof(memo->machine));
+	strlcpy(memo->status, s, sizeof(memo->status));
+	memo->valid = true;
+	return memo->terminal;
 }
 
 /* The attribute number of column 'name' of rel, or 0 (if of another type too) */
@@ -520,6 +504,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	MoveOrders	o;
+	TerminalMemo memo = {0};
 	int64	   *ids;
 	int64	   *moved;
 	ItemPointerData *tids;
@@ -575,7 +560,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 		}
 		ids[n] = DatumGetInt64(id);
 		tids[n] = ot->scan->tts_tid;
-		ok[n] = !null_id && !null_machine && !null_status && IsTerminal(spec, machine, status);
+		ok[n] = !null_id && !null_machine && !null_status && IsTerminal(&memo, machine, status);
 		n++;
 	}
 	index_endscan(scan);
@@ -673,7 +658,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
  *		month without the executor, as the batches do.
  */
 bool
-ArchiveMonthFinished(const ArchiveMoveSpec *spec, const char *live, int64 *count)
+ArchiveMonthFinished(const char *live, int64 *count)
 {
 	Oid			relid = get_relname_relid(live, get_namespace_oid("order_ext", false));
 	Relation	rel;
@@ -684,10 +669,7 @@ ArchiveMonthFinished(const ArchiveMoveSpec *spec, const char *live, int64 *count
 	AttrNumber	status_attno;
 	bool		finished = true;
 	int64		n = 0;
-	Pointer		last_machine = NULL;	/* the last terminal pair seen */
-	Pointer		last_status = NULL;
-	Datum		last_machine_d = (Datum) 0;
-	Datum		last_status_d = (Datum) 0;
+	TerminalMemo memo = {0};
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "order_ext.%s does not exist", live);
@@ -706,29 +688,10 @@ ArchiveMonthFinished(const ArchiveMoveSpec *spec, const char *live, int64 *count
 		Datum		machine = slot_getattr(slot, machine_attno, &null_machine);
 		Datum		status = slot_getattr(slot, status_attno, &null_status);
 
-		if (null_machine || null_status)
+		if (null_machine || null_status || !IsTerminal(&memo, machine, status))
 		{
 			finished = false;
 			break;
-		}
-		/* most orders of a month end the same way: check a new pair only */
-		if (last_machine == NULL || !datumIsEqual(machine, last_machine_d, false, -1) ||
-			!datumIsEqual(status, last_status_d, false, -1))
-		{
-			if (!IsTerminal(spec, machine, status))
-			{
-				finished = false;
-				break;
-			}
-			if (last_machine != NULL)
-			{
-				pfree(last_machine);
-				pfree(last_status);
-			}
-			last_machine = DatumGetPointer(datumCopy(machine, false, -1));
-			last_status = DatumGetPointer(datumCopy(status, false, -1));
-			last_machine_d = PointerGetDatum(last_machine);
-			last_status_d = PointerGetDatum(last_status);
 		}
 		if ((++n & 4095) == 0)
 			CHECK_FOR_INTERRUPTS();

@@ -16,9 +16,7 @@ typedef struct ArchiveMoveSpec
 	int			ntables;		/* order tables, orders first */
 	const char *live[ARCHIVE_MAX_TABLES];	/* this month's live partition; NULL if none */
 	const char *hist[ARCHIVE_MAX_TABLES];	/* and its history partition */
-	Datum		terminal;		/* text[] of 'machine/status' that are terminal */
-	char	  **terminal_sorted;	/* the same, sorted C strings (ArchiveMoveTerminal) */
-	int			nterminal;
+	Datum		terminal;		/* text[] of 'machine/status' that are terminal (after-sales) */
 	bool		yield;			/* call ArchiveYieldPoint() for every row */
 } ArchiveMoveSpec;
 
@@ -30,8 +28,7 @@ typedef struct ArchiveMoveResult
 	int64		moved;			/* orders moved */
 } ArchiveMoveResult;
 
-extern void ArchiveMoveTerminal(ArchiveMoveSpec *spec, MemoryContext cxt);
-extern bool ArchiveMonthFinished(const ArchiveMoveSpec *spec, const char *live, int64 *count);
+extern bool ArchiveMonthFinished(const char *live, int64 *count);
 extern const char *ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper,
 									int32 batch_size, ArchiveMoveResult *result);
 
