@@ -332,8 +332,9 @@ FROM a LEFT JOIN public.deleted_items d ON d.order_id = a.id
 WHERE a.n IN (6, 7) GROUP BY a.n, a.id ORDER BY a.n;
 DROP TRIGGER note_deleted_item ON order_ext.order_items;
 -- ... and a history column that differs from its live one (a type changed on
--- the history side only): the statements cast as an INSERT does
-ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE varchar(40);
+-- the history side only; copied as it is, a bigint would not be a numeric):
+-- the statements cast as an INSERT does
+ALTER TABLE order_ext.order_discounts_history ALTER COLUMN amount TYPE numeric(12, 2);
 INSERT INTO a SELECT 8, order_ext.min_order_id('2024-04-28');
 SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 8), 208,
         '[{"sku":"AR-1","qty":1,"unit_price":1000}]',
@@ -341,7 +342,7 @@ SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 8), 208,
 SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 8), 'cancel', actor => 'buyer');
 SELECT order_ext.archive('30 days') AS moved_with_other_type;
 SELECT code, amount FROM order_ext.order_discounts_history WHERE order_id = (SELECT id FROM a WHERE n = 8);
-ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE text;
+ALTER TABLE order_ext.order_discounts_history ALTER COLUMN amount TYPE bigint;
 -- The mover checks the history side's constraints as an INSERT would: a
 -- CHECK a moved row breaks fails the run, naming it, with nothing moved
 ALTER TABLE order_ext.order_items_history ADD CONSTRAINT no_ar9 CHECK (sku <> 'AR-9');
