@@ -12,7 +12,9 @@
 #
 # Environment: BENCH_SECONDS (per run, default 15), BENCH_ROUNDS (A-B pairs,
 # default 2), BENCH_CLIENTS (default 8), BENCH_JOBS (default 2), BENCH_ONLY
-# (space-separated names: run only those comparisons).
+# (space-separated names: run only those comparisons), BENCH_HUGE_PAGES (on:
+# the cluster's shared memory in 2 MB huge pages, below; default off, as a
+# fresh Debian install has none reserved).
 #
 # Adding a comparison: write test/bench/<name>.baseline.sql and
 # test/bench/<name>.ours.sql (pgbench scripts; setup.sql creates what they
@@ -60,6 +62,30 @@ SETTINGS=(
 	"max_wal_size = '8GB'"
 	"checkpoint_timeout = '30min'"
 )
+
+# BENCH_HUGE_PAGES=on: reserve HUGE_PAGES_EXTRA more 2 MB pages in
+# vm.nr_hugepages for the run (as root; 1.25 GiB, enough for the 1 GB of
+# shared_buffers and the rest of the shared memory), start the cluster with
+# huge_pages = on, and give the pages back when the script exits. On a
+# virtual machine the first touch of each 4 kB page of shared memory by a
+# new process can cost microseconds (see README, "Huge pages"): archive()'s
+# process is new on every call, and reads the whole month.
+HUGE_PAGES_EXTRA=640
+HUGE_PAGES_BEFORE=""
+if [ "${BENCH_HUGE_PAGES:-off}" = on ]; then
+	HUGE_PAGES_BEFORE=$(cat /proc/sys/vm/nr_hugepages)
+	echo $((HUGE_PAGES_BEFORE + HUGE_PAGES_EXTRA)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+	if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt $((HUGE_PAGES_BEFORE + HUGE_PAGES_EXTRA)) ]; then
+		echo "$HUGE_PAGES_BEFORE" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+		oe_die "BENCH_HUGE_PAGES=on: could not reserve $HUGE_PAGES_EXTRA huge pages (vm.nr_hugepages; root and free memory needed)"
+	fi
+	SETTINGS+=("huge_pages = on")
+fi
+# after the cluster is gone (lib.sh calls this last)
+oe_after_cleanup() {
+	[ -n "$HUGE_PAGES_BEFORE" ] && echo "$HUGE_PAGES_BEFORE" >/proc/sys/vm/nr_hugepages 2>/dev/null
+	return "$1"
+}
 
 oe_ensure_deps
 echo "building and installing order_ext ..."
