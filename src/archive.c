@@ -152,6 +152,8 @@ typedef struct ArchiveState
 	char	   *after_sales_columns;	/* and of order_ext.after_sales */
 	int64		moved;
 	TimestampTz last_log;
+	long		whole_locked_ms;	/* the last whole month: its tables locked */
+	long		whole_check_ms;		/* of which checking it was finished */
 	MemoryContext cxt;
 } ArchiveState;
 
@@ -437,6 +439,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			bool		blocked;
 			bool		isnull;
 			int			t;
+			TimestampTz locked_at;
+			TimestampTz checked_at;
 
 			BgXactBegin();
 			SetLockTimeout();
@@ -449,6 +453,7 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			appendStringInfoString(&sql, " IN SHARE MODE");
 			if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 				elog(ERROR, "could not lock the month");
+			locked_at = GetCurrentTimestamp();
 
 			/* blocked: an unfinished order, or an open after-sale (one range probe) */
 			blocked = !ArchiveMonthFinished(m->live[0], &total);
@@ -463,6 +468,7 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 					elog(ERROR, "could not check the month's after-sales");
 				blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			}
+			checked_at = GetCurrentTimestamp();
 			if (blocked)
 			{
 				SPI_finish();
@@ -496,6 +502,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 						elog(ERROR, "could not attach %s", hname);
 				}
 				BgXactCommit();
+				st->whole_locked_ms = TimestampDifferenceMilliseconds(locked_at, GetCurrentTimestamp());
+				st->whole_check_ms = TimestampDifferenceMilliseconds(locked_at, checked_at);
 				result = total;
 			}
 		}
@@ -955,8 +963,9 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 				if (r >= 0)
 				{
 					st.moved += r;
-					Report(&st, psprintf("moved month %s as a whole (" INT64_FORMAT " orders)",
-										 m->live[0], r), true);
+					Report(&st, psprintf("moved month %s as a whole (" INT64_FORMAT " orders; its tables were locked"
+										 " for %ld ms, %ld of them checking that every order was finished)",
+										 m->live[0], r, st.whole_locked_ms, st.whole_check_ms), true);
 					continue;
 				}
 				if (r == -2)

@@ -1,7 +1,8 @@
 # pg_cron instead of the worker (API.md "Archiving history orders", README
 # "Scheduling with pg_cron"): a job scheduled with cron.schedule runs
 # order_ext.archive() and moves a finished month.  Debian's pg_cron 1.4
-# schedules by the minute, so this waits up to two minutes.
+# schedules by the minute, so this waits up to two minutes.  The month moves
+# whole, and the log says for how long its tables were locked.
 use strict;
 use warnings;
 
@@ -34,6 +35,9 @@ ok(wait_for($node, 'postgres',
 like($node->safe_psql('postgres',
 	q{SELECT string_agg(DISTINCT source || ':' || status, ',') FROM order_ext.worker_runs WHERE results ? 'archive'}),
 	qr/^archive:succeeded$/, 'and so did order_ext.worker_runs');
+my ($locked, $checking) = slurp_file($node->logfile) =~
+  /moved month orders_p2024_01 as a whole \(2000 orders; its tables were locked for (\d+) ms, (\d+) of them checking that every order was finished\)/;
+ok(defined $locked && $checking <= $locked, 'the log says how long the whole month was locked, and checked');
 $node->safe_psql('postgres', q{SELECT cron.unschedule('order-archive')});
 $node->stop;
 done_testing();
