@@ -181,8 +181,7 @@ PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
  */
 #define TERMINAL(K) "(o.machine || '/' || o.status) = ANY (" K ")"
 #define AFTER_SALES_OPEN(K, RANGE) \
-	"EXISTS (SELECT 1 FROM order_ext.after_sales a WHERE " RANGE \
-	" AND ('" AFTER_SALE_MACHINE "/' || a.status) <> ALL (" K "))"
+	"EXISTS (SELECT 1 FROM order_ext.after_sales a WHERE " RANGE " AND " AFTER_SALE_CAN_MOVE(K) ")"
 #define ARCHIVABLE(K) "(" TERMINAL(K) " AND NOT " AFTER_SALES_OPEN(K, "a.order_id = o.order_id") ")"
 
 /*

@@ -433,7 +433,7 @@ OpenAfterSales(const ArchiveMoveSpec *spec, const int64 *ids, bool *ok, int n)
 		Oid			argtypes[3] = {INT8OID, INT8OID, TEXTARRAYOID};
 		SPIPlanPtr	p = SPI_prepare("SELECT a.order_id FROM order_ext.after_sales a"
 									" WHERE a.order_id >= $1 AND a.order_id <= $2"
-									" AND ('" AFTER_SALE_MACHINE "/' || a.status) <> ALL ($3)",
+									" AND " AFTER_SALE_CAN_MOVE("$3"),
 									3, argtypes);
 
 		if (p == NULL || SPI_keepplan(p) != 0)

@@ -8,7 +8,17 @@
 
 #include "postgres.h"
 
+#include "machine.h"
+
 #define ARCHIVE_MAX_TABLES	16
+
+/*
+ * An after-sale (row alias a) that can still move, so its order stays live:
+ * its status is not in K, the text[] of terminal 'machine/status' pairs.
+ * The one definition for the whole-month check, the batch statements and
+ * the mover's probe.
+ */
+#define AFTER_SALE_CAN_MOVE(K) "('" AFTER_SALE_MACHINE "/' || a.status) <> ALL (" K ")"
 
 /* What a batch mover needs to know of a run and a month. */
 typedef struct ArchiveMoveSpec
