@@ -9,7 +9,9 @@
 #      payment, say) moves after the writer commits, with that row;
 #   3. a child row changed by someone who did not lock its order first makes
 #      the batch fail whole (40001): nothing of it moved, and a rerun moves it.
-# Every month here goes by the mover, never by the statements.
+#   4. a month with row-level security on one of its tables goes by the
+#      statements instead, and the log says why.
+# Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
 
@@ -142,5 +144,18 @@ my ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", $N . '|0|0', 'every order in one place, with its rows');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/moves by SQL statements/, 'every month went by the mover');
+
+# 4. row-level security on a live partition: the mover reads below it, so
+#    that month goes by the statements (which apply it), and the log says why
+make_month($node, 'postgres', '2024-03-01', 50, 2);
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.order_payments_p2024_03 ENABLE ROW LEVEL SECURITY');
+my $offset = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '48',
+	'the month with row-level security moved its finished orders');
+like(slurp_file($node->logfile, $offset),
+	qr/orders_p2024_03 moves by SQL statements: order_payments_p2024_03 or order_payments_history_p2024_03 has triggers, rules or row-level security/,
+	'by the statements, and the log says why');
+($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
+is("$orders|$not_one|$misplaced", ($N + 50) . '|0|0', 'every order in one place, with its rows');
 $node->stop;
 done_testing();
