@@ -148,8 +148,7 @@ typedef struct ArchiveState
 								 * spec.terminal: text[] of 'machine/status'
 								 * that are terminal, for the statements too */
 	bool		statements;		/* batches by the SQL statements only */
-	char	   *columns[MAX_TABLES];	/* quoted column list of each live table */
-	char	   *after_sales_columns;	/* and of order_ext.after_sales */
+	char	   *after_sales_columns;	/* InsertColumns of order_ext.after_sales */
 	int64		moved;
 	TimestampTz last_log;
 	long		whole_locked_ms;	/* the last whole month: its tables locked */
@@ -277,17 +276,14 @@ HistoryName(const char *t, const char *live, int64 lo)
 }
 
 /*
- * TwinColumns
- *		Check that order_ext.<table> has its history twin, add to the twin the
- *		columns the live table gained since, and return the quoted column
- *		list of the live table (in st->cxt).
+ * TwinAddColumns
+ *		Check that order_ext.<table> has its history twin, and add to the twin
+ *		the columns the live table gained since.
  */
-static char *
-TwinColumns(ArchiveState *st, const char *table)
+static void
+TwinAddColumns(const char *table)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	MemoryContext old;
-	char	   *columns;
 	Datum		values[2];
 	uint64		k;
 
@@ -327,17 +323,34 @@ TwinColumns(ArchiveState *st, const char *table)
 			RunDDLWithRetry((char *) lfirst(lc));
 		}
 	}
+}
 
+/*
+ * InsertColumns
+ *		The quoted column list of "INSERT INTO order_ext.<hist> (list)
+ *		SELECT list FROM <rows deleted from order_ext.<live>>": every column
+ *		of live but those hist generates itself (a generated column may not
+ *		be given a value; a DBA who adds one to a live table and its twin
+ *		alike gets it computed again in history).
+ */
+static char *
+InsertColumns(const char *live, const char *hist)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(psprintf("order_ext.%s", quote_identifier(live)));
+	values[1] = CStringGetTextDatum(psprintf("order_ext.%s", quote_identifier(hist)));
 	if (SPI_execute_with_args(
 							  "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)"
 							  " FROM pg_catalog.pg_attribute a"
-							  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the columns of order_ext.%s", table);
-	old = MemoryContextSwitchTo(st->cxt);
-	columns = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	MemoryContextSwitchTo(old);
-	return columns;
+							  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+							  " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute h"
+							  "  WHERE h.attrelid = $2::regclass AND h.attname = a.attname"
+							  "  AND NOT h.attisdropped AND h.attgenerated <> '')",
+							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the columns of order_ext.%s", live);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 /*
@@ -364,11 +377,12 @@ PrepareRun(ArchiveState *st, ArchiveMonth **months)
 	{
 		const char *table = OrderTables[t];
 
-		st->columns[t] = TwinColumns(st, table);
+		TwinAddColumns(table);
 		nlive[t] = ListPartitions(st, table, &live[t]);
 		nhist[t] = ListPartitions(st, psprintf("%s_history", table), &hist[t]);
 	}
-	st->after_sales_columns = TwinColumns(st, "after_sales");
+	TwinAddColumns("after_sales");
+	st->after_sales_columns = MemoryContextStrdup(st->cxt, InsertColumns("after_sales", "after_sales_history"));
 
 	if (SPI_execute("SELECT coalesce(pg_catalog.array_agg(m.machine || '/' || s), '{}')"
 					" FROM order_ext.machines m, pg_catalog.unnest(m.terminal_statuses) s",
@@ -542,9 +556,13 @@ PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
 {
 	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, INT4OID};
 	Oid			childtypes[1] = {INT8ARRAYOID};
+	char	   *columns[MAX_TABLES] = {NULL};
 	char	   *sql;
 	int			t;
 
+	for (t = 0; t < OrderTablesCount; t++)
+		if (m->live[t] != NULL)
+			columns[t] = InsertColumns(m->live[t], m->hist[t]);
 	sql = psprintf("WITH pick AS ("
 				   " SELECT o.order_id, " ARCHIVABLE("$3") " AS ok FROM order_ext.%s o"
 				   " WHERE o.order_id > $1 AND o.order_id < $2"
@@ -555,7 +573,7 @@ PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
 				   " SELECT (SELECT max(order_id) FROM pick),"
 				   "        (SELECT array_agg(order_id ORDER BY order_id) FROM ins)",
 				   quote_identifier(m->live[0]), quote_identifier(m->live[0]),
-				   quote_identifier(m->hist[0]), st->columns[0], st->columns[0], st->yield_point);
+				   quote_identifier(m->hist[0]), columns[0], columns[0], st->yield_point);
 	/* custom plans: a generic one cannot see that the LIMIT is small */
 	plans[0] = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 	for (t = 1; t < OrderTablesCount; t++)
@@ -566,7 +584,7 @@ PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
 		sql = psprintf("WITH moved AS (DELETE FROM order_ext.%s WHERE order_id = ANY ($1) RETURNING *)"
 					   " INSERT INTO order_ext.%s (%s) SELECT %s FROM moved%s",
 					   quote_identifier(m->live[t]), quote_identifier(m->hist[t]),
-					   st->columns[t], st->columns[t], st->yield_point);
+					   columns[t], columns[t], st->yield_point);
 		plans[t] = SPI_prepare(sql, 1, childtypes);
 	}
 	for (t = 0; t < OrderTablesCount; t++)

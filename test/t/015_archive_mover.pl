@@ -10,7 +10,14 @@
 #   3. a child row changed by someone who did not lock its order first makes
 #      the batch fail whole (40001): nothing of it moved, and a rerun moves it.
 #   4. a month with row-level security on one of its tables goes by the
-#      statements instead, and the log says why.
+#      statements instead, and the log says why;
+#   5. so does a month whose history tables generate a column (added to a
+#      live table and its twin alike), and the statements leave it to be
+#      generated (before, they tried to copy it, and every run failed);
+#   6. and one whose history table has a column of its own (it gets its
+#      default), or a column of another type than its live twin's;
+#   7. with those columns dropped again, the next month goes by the mover,
+#      mapping around the dropped columns.
 # Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
@@ -157,5 +164,68 @@ like(slurp_file($node->logfile, $offset),
 	'by the statements, and the log says why');
 ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", ($N + 50) . '|0|0', 'every order in one place, with its rows');
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.order_payments_p2024_03 DISABLE ROW LEVEL SECURITY');
+
+# Archive a new month of 30 orders (2 left open) with $ddl in place: the
+# moved count, and the log of the run.
+my $total = $N + 50;
+sub month_with
+{
+	my ($month, $ddl) = @_;
+	make_month($node, 'postgres', $month, 30, 2);
+	$node->safe_psql('postgres', $ddl) if $ddl ne '';
+	my $from = -s $node->logfile;
+	my ($rc, $out, $err) = $node->psql('postgres', "SELECT order_ext.archive('30 days', 1000)");
+	$total += 30;
+	return ($rc == 0 ? $out : "failed: $err", slurp_file($node->logfile, $from));
+}
+
+# 5. a generated column on orders and orders_history alike
+my ($moved, $runlog) = month_with('2024-05-01', q{
+ALTER TABLE order_ext.orders ADD COLUMN twice_version int GENERATED ALWAYS AS (version * 2) STORED;
+ALTER TABLE order_ext.orders_history ADD COLUMN twice_version int GENERATED ALWAYS AS (version * 2) STORED;});
+is($moved, '28', 'a month whose history generates a column moved its finished orders');
+like($runlog, qr/orders_p2024_05 moves by SQL statements: column twice_version of orders_history_p2024_05 is generated/,
+	'by the statements, and the log says why');
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE twice_version = version * 2) || '/' || count(*)
+	FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-05-01')}), '28/28',
+	'history computed the generated column of every order moved');
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.orders DROP COLUMN twice_version;
+	ALTER TABLE order_ext.orders_history DROP COLUMN twice_version');
+
+# 6. a history column of its own, then one of another type
+($moved, $runlog) = month_with('2024-06-01',
+	q{ALTER TABLE order_ext.order_items_history ADD COLUMN archived_by text DEFAULT 'archive'});
+is($moved, '28', 'a month whose history table has a column of its own moved its finished orders');
+like($runlog, qr/orders_p2024_06 moves by SQL statements: column archived_by of order_items_history_p2024_06 is not in order_items_p2024_06/,
+	'by the statements, and the log says why');
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE archived_by = 'archive') || '/' || count(*)
+	FROM order_ext.order_items_history WHERE order_id >= order_ext.min_order_id('2024-06-01')}), '84/84',
+	'its moved rows have the column\'s default');
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.order_items_history DROP COLUMN archived_by');
+($moved, $runlog) = month_with('2024-07-01',
+	q{ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE varchar(40)});
+is($moved, '28', 'a month whose history table has a column of another type moved its finished orders');
+like($runlog, qr/orders_p2024_07 moves by SQL statements: column code of order_discounts_history_p2024_07 differs from its live twin's/,
+	'by the statements, and the log says why');
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.order_discounts_history ALTER COLUMN code TYPE text');
+
+# 7. with the dropped columns left behind, the mover again, every value in
+#    its column (the rows of the finished orders read the same in history)
+my $rows_of_month = q{SELECT md5(string_agg(r::text, ',' ORDER BY r.order_id, r.line_no))
+	FROM order_ext.%s r JOIN order_ext.%s o USING (order_id)
+	WHERE r.order_id >= order_ext.min_order_id('2024-08-01') AND o.status = 'completed'};
+make_month($node, 'postgres', '2024-08-01', 30, 2);
+my $items_before = $node->safe_psql('postgres', sprintf($rows_of_month, 'order_items', 'orders'));
+my $from = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '28',
+	'the next month moved its finished orders');
+$total += 30;
+unlike(slurp_file($node->logfile, $from), qr/moves by SQL statements/, 'by the mover, around the dropped columns');
+is($node->safe_psql('postgres', sprintf($rows_of_month, 'order_items_history', 'orders_history')), $items_before,
+	'its item rows read in history as they did live');
+
+($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
+is("$orders|$not_one|$misplaced", "$total|0|0", 'every order in one place, with its rows');
 $node->stop;
 done_testing();
