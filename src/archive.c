@@ -59,14 +59,20 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "access/attmap.h"
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "parser/parse_utilcmd.h"
 #include "pgstat.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
@@ -428,15 +434,168 @@ PrepareRun(ArchiveState *st, ArchiveMonth **months)
 }
 
 /*
+ * HistoryIndexesMissing
+ *		The indexes of history parent 'hist' that ATTACH PARTITION would
+ *		build on the month's partition 'live' for want of a match (it matches
+ *		each to the first equivalent index of the partition not matched
+ *		yet; an index behind a constraint only to one behind a constraint),
+ *		as statements to build them on 'live' beforehand.  Those behind a
+ *		constraint are left to ATTACH: a plain index would not match them.
+ *		The caller has checked that the columns match (ArchiveColumnMap).
+ */
+static List *
+HistoryIndexesMissing(Relation hist, Relation live)
+{
+	List	   *hist_idx = RelationGetIndexList(hist);
+	List	   *live_idx = RelationGetIndexList(live);
+	AttrMap    *attmap = build_attrmap_by_name(RelationGetDescr(live), RelationGetDescr(hist));
+	bool	   *used = palloc0(sizeof(bool) * (list_length(live_idx) + 1));
+	List	   *missing = NIL;
+	ListCell   *lc;
+
+	foreach(lc, hist_idx)
+	{
+		Relation	hidx = index_open(lfirst_oid(lc), AccessShareLock);
+		Oid			hcon = get_relation_idx_constraint_oid(RelationGetRelid(hist), RelationGetRelid(hidx));
+		IndexInfo  *hinfo = BuildIndexInfo(hidx);
+		bool		found = false;
+		ListCell   *lc2;
+
+		foreach(lc2, live_idx)
+		{
+			Relation	lidx;
+			Oid			lcon;
+
+			if (used[foreach_current_index(lc2)])
+				continue;
+			lidx = index_open(lfirst_oid(lc2), AccessShareLock);
+			lcon = get_relation_idx_constraint_oid(RelationGetRelid(live), RelationGetRelid(lidx));
+			found = lidx->rd_index->indisvalid &&
+				CompareIndexInfo(BuildIndexInfo(lidx), hinfo, lidx->rd_indcollation, hidx->rd_indcollation,
+								 lidx->rd_opfamily, hidx->rd_opfamily, attmap) &&
+				(!OidIsValid(hcon) || OidIsValid(lcon));
+			index_close(lidx, AccessShareLock);
+			if (found)
+			{
+				used[foreach_current_index(lc2)] = true;
+				break;
+			}
+		}
+		if (!found && !OidIsValid(hcon) && hidx->rd_rel->relkind == RELKIND_PARTITIONED_INDEX)
+		{
+			Oid			unused;
+
+			missing = lappend(missing, generateClonedIndexStmt(NULL, hidx, attmap, &unused));
+		}
+		index_close(hidx, AccessShareLock);
+	}
+	return missing;
+}
+
+/*
+ * MonthWholeReady
+ *		Before a month moves whole.  NULL, or why its live partitions cannot
+ *		be attached to the history tables as they are (a column history has
+ *		and live lacks, say: the month then goes by batches, whose
+ *		statements can fill it in).  And it builds on the live partitions
+ *		the indexes the history tables have and they lack (a DBA's index
+ *		for reports on history, say): ATTACH PARTITION would build them
+ *		inside the whole-month transaction, with the live parents locked
+ *		against everyone; built here, one transaction per table, they lock
+ *		only that partition against writes (as CREATE INDEX does), and
+ *		ATTACH takes them as they are.  No scan when nothing is missing;
+ *		nothing built for a month that is not finished (it goes by batches
+ *		anyway).  A partition that stays busy past lock_timeout is left to
+ *		ATTACH.
+ */
+static const char *
+MonthWholeReady(ArchiveState *st, ArchiveMonth *m)
+{
+	volatile int finished = -1; /* -1: not looked at yet */
+	const char *volatile why = NULL;
+	volatile int t;
+
+	for (t = 0; t < OrderTablesCount && finished != 0 && why == NULL; t++)
+	{
+		MemoryContext old = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			Oid			nsp;
+			Oid			live_oid;
+			Relation	hist;
+			Relation	live;
+			List	   *missing = NIL;
+			ListCell   *lc;
+			int64		count;
+
+			BgXactBegin();
+			SetLockTimeout();
+			nsp = get_namespace_oid("order_ext", false);
+			live_oid = get_relname_relid(m->live[t], nsp);
+			hist = table_open(get_relname_relid(psprintf("%s_history", OrderTables[t]), nsp), AccessShareLock);
+			live = table_open(live_oid, AccessShareLock);
+			why = ArchiveColumnMap(live, hist, NULL);
+			if (why != NULL)
+				why = MemoryContextStrdup(st->cxt, why);
+			else
+				missing = HistoryIndexesMissing(hist, live);
+			table_close(live, NoLock);
+			table_close(hist, NoLock);
+			if (missing != NIL && finished < 0)
+				finished = ArchiveMonthFinished(m->live[0], &count) ? 1 : 0;
+			foreach(lc, finished == 1 ? missing : NIL)
+			{
+				TimestampTz start = GetCurrentTimestamp();
+				ObjectAddress idx = DefineIndex(live_oid, lfirst_node(IndexStmt, lc), InvalidOid, InvalidOid,
+												InvalidOid, false, false, false, false, true);
+
+				ereport(LOG,
+						(errmsg("order_ext archive: built index %s on %s in %ld ms before moving its month"
+								" whole (attaching it to %s_history would have built it with the live tables"
+								" locked)", get_rel_name(idx.objectId), m->live[t],
+								TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()),
+								OrderTables[t])));
+			}
+			BgXactCommit();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata = BgXactAbort(st->cxt);
+
+			MemoryContextSwitchTo(old);
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				ReThrowError(edata);
+			ereport(LOG,
+					(errmsg("order_ext archive: %s busy (%s); its missing indexes are left to the move",
+							m->live[t], edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	return why;
+}
+
+/*
  * MonthWhole
  *		Move a month as whole partitions in one short transaction.  Returns
  *		the number of orders moved, -1 if some order of the month is not
- *		archivable, -2 if the locks were not to be had (try next run).
+ *		archivable or its partitions do not fit history's (the month then
+ *		goes by batches: the statements can fill in a column, and a
+ *		constraint history has is checked row by row), -2 if the locks were
+ *		not to be had (try next run).
  */
 static int64
 MonthWhole(ArchiveState *st, ArchiveMonth *m)
 {
 	volatile int attempt;
+	const char *why = MonthWholeReady(st, m);
+
+	if (why != NULL)
+	{
+		ereport(LOG, (errmsg("order_ext archive: %s cannot move whole: %s", m->live[0], why)));
+		return -1;
+	}
 
 	for (attempt = 1;; attempt++)
 	{
@@ -523,15 +682,28 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 		PG_CATCH();
 		{
 			ErrorData  *edata = BgXactAbort(st->cxt);
+			int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
 
 			MemoryContextSwitchTo(old);
-			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			{
+				ereport(LOG,
+						(errmsg("order_ext archive: month from order id " INT64_FORMAT " busy (%s), attempt %d of %d",
+								m->lo, edata->message, attempt, MONTH_ATTEMPTS)));
+				result = -2;
+			}
+			else if (category == ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION ||
+					 category == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE ||
+					 category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+			{
+				/* ATTACH refused a partition (a CHECK constraint of history's, say): nothing moved */
+				ereport(LOG,
+						(errmsg("order_ext archive: %s cannot move whole: %s", m->live[0], edata->message)));
+				result = -1;
+			}
+			else
 				ReThrowError(edata);
-			ereport(LOG,
-					(errmsg("order_ext archive: month from order id " INT64_FORMAT " busy (%s), attempt %d of %d",
-							m->lo, edata->message, attempt, MONTH_ATTEMPTS)));
 			FreeErrorData(edata);
-			result = -2;
 		}
 		PG_END_TRY();
 		if (result != -2 || attempt >= MONTH_ATTEMPTS)

@@ -186,42 +186,35 @@ TriggersOrRules(Relation rel, bool deleting)
 }
 
 /*
- * MapColumns
- *		mt->map (and mt->same): every history column from the live column of
- *		its name, of the same type, typmod and collation.  NULL, or why not.
+ * ArchiveColumnMap
+ *		Whether the rows of live fit hist column for column: every column
+ *		of hist is a column of live of its name, of the same type, typmod
+ *		and collation, and every column of live is one of hist's (what
+ *		ATTACH PARTITION asks of the columns, and what the mover needs).
+ *		NULL, or why not; with map not NULL, map[i] is the attno in live of
+ *		hist's column i + 1 (0 for a dropped one).
  */
-static const char *
-MapColumns(MoveTable *mt)
+const char *
+ArchiveColumnMap(Relation live, Relation hist, AttrNumber *map)
 {
-	TupleDesc	ld = RelationGetDescr(mt->live);
-	TupleDesc	hd = RelationGetDescr(mt->hist);
+	TupleDesc	ld = RelationGetDescr(live);
+	TupleDesc	hd = RelationGetDescr(hist);
 	int			used = 0;
 	int			live_cols = 0;
 	int			i;
 	int			j;
 
-	mt->map = palloc0(sizeof(AttrNumber) * Max(hd->natts, 1));
-	/* a live row made before a column was added with a default reads it from ld */
-	mt->same = ld->natts == hd->natts && (ld->constr == NULL || ld->constr->missing == NULL);
 	for (j = 0; j < ld->natts; j++)
-	{
-		if (TupleDescAttr(ld, j)->attisdropped)
-			mt->same = false;
-		else
+		if (!TupleDescAttr(ld, j)->attisdropped)
 			live_cols++;
-	}
 	for (i = 0; i < hd->natts; i++)
 	{
 		Form_pg_attribute h = TupleDescAttr(hd, i);
 
+		if (map != NULL)
+			map[i] = 0;
 		if (h->attisdropped)
-		{
-			mt->same = false;
 			continue;
-		}
-		if (h->attgenerated)
-			return psprintf("column %s of %s is generated", NameStr(h->attname),
-							RelationGetRelationName(mt->hist));
 		for (j = 0; j < ld->natts; j++)
 		{
 			Form_pg_attribute l = TupleDescAttr(ld, j);
@@ -231,20 +224,46 @@ MapColumns(MoveTable *mt)
 		}
 		if (j == ld->natts)
 			return psprintf("column %s of %s is not in %s", NameStr(h->attname),
-							RelationGetRelationName(mt->hist), RelationGetRelationName(mt->live));
+							RelationGetRelationName(hist), RelationGetRelationName(live));
 		if (TupleDescAttr(ld, j)->atttypid != h->atttypid ||
 			TupleDescAttr(ld, j)->atttypmod != h->atttypmod ||
 			TupleDescAttr(ld, j)->attcollation != h->attcollation)
 			return psprintf("column %s of %s differs from its live twin's", NameStr(h->attname),
-							RelationGetRelationName(mt->hist));
-		mt->map[i] = j + 1;
-		if (j != i)
-			mt->same = false;
+							RelationGetRelationName(hist));
+		if (map != NULL)
+			map[i] = j + 1;
 		used++;
 	}
 	if (used != live_cols)
-		return psprintf("%s has columns that %s lacks", RelationGetRelationName(mt->live),
-						RelationGetRelationName(mt->hist));
+		return psprintf("%s has columns that %s lacks", RelationGetRelationName(live),
+						RelationGetRelationName(hist));
+	return NULL;
+}
+
+/*
+ * MapColumns
+ *		mt->map (and mt->same): every history column from the live column of
+ *		its name (ArchiveColumnMap), none generated.  NULL, or why not.
+ */
+static const char *
+MapColumns(MoveTable *mt)
+{
+	TupleDesc	ld = RelationGetDescr(mt->live);
+	TupleDesc	hd = RelationGetDescr(mt->hist);
+	const char *why;
+	int			i;
+
+	for (i = 0; i < hd->natts; i++)
+		if (!TupleDescAttr(hd, i)->attisdropped && TupleDescAttr(hd, i)->attgenerated)
+			return psprintf("column %s of %s is generated", NameStr(TupleDescAttr(hd, i)->attname),
+							RelationGetRelationName(mt->hist));
+	mt->map = palloc0(sizeof(AttrNumber) * Max(hd->natts, 1));
+	if ((why = ArchiveColumnMap(mt->live, mt->hist, mt->map)) != NULL)
+		return why;
+	/* a live row made before a column was added with a default reads it from ld */
+	mt->same = ld->natts == hd->natts && (ld->constr == NULL || ld->constr->missing == NULL);
+	for (i = 0; i < hd->natts && mt->same; i++)
+		mt->same = mt->map[i] == i + 1;
 	return NULL;
 }
 

@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "machine.h"
+#include "utils/rel.h"
 
 #define ARCHIVE_MAX_TABLES	16
 
@@ -39,6 +40,7 @@ typedef struct ArchiveMoveResult
 } ArchiveMoveResult;
 
 extern bool ArchiveMonthFinished(const char *live, int64 *count);
+extern const char *ArchiveColumnMap(Relation live, Relation hist, AttrNumber *map);
 extern const char *ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper,
 									int32 batch_size, ArchiveMoveResult *result);
 

@@ -17,7 +17,14 @@
 #   6. and one whose history table has a column of its own (it gets its
 #      default), or a column of another type than its live twin's;
 #   7. with those columns dropped again, the next month goes by the mover,
-#      mapping around the dropped columns.
+#      mapping around the dropped columns;
+#   8. an index history has and live lacks is built on a finished month's
+#      live partitions before the month moves whole (not by ATTACH inside the
+#      move, with the live tables locked), and on no partition of a month
+#      that is not finished;
+#   9. a finished month whose partitions history would not take as they
+#      are (a column of history's own; a CHECK constraint of history's) goes
+#      by batches instead of failing the run, and the log says why.
 # Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
@@ -224,6 +231,55 @@ $total += 30;
 unlike(slurp_file($node->logfile, $from), qr/moves by SQL statements/, 'by the mover, around the dropped columns');
 is($node->safe_psql('postgres', sprintf($rows_of_month, 'order_items_history', 'orders_history')), $items_before,
 	'its item rows read in history as they did live');
+
+# 8. indexes of history's own: built before a whole month's move
+$node->safe_psql('postgres', q{
+CREATE INDEX orders_history_completed ON order_ext.orders_history (completed_at);
+CREATE INDEX order_items_history_sku ON order_ext.order_items_history (sku, order_id);});
+my $live_indexes = q{SELECT count(*) FROM pg_index WHERE indrelid IN
+	('order_ext.orders_p2024_10'::regclass, 'order_ext.order_items_p2024_10'::regclass)};
+make_month($node, 'postgres', '2024-09-01', 40, 0);
+make_month($node, 'postgres', '2024-10-01', 30, 1);
+my $before_10 = $node->safe_psql('postgres', $live_indexes);
+$from = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), 40 + 29,
+	'the finished month and the finished orders of the other moved');
+$total += 70;
+$runlog = slurp_file($node->logfile, $from);
+like($runlog, qr/built index \S+ on orders_p2024_09 in \d+ ms before moving its month whole/,
+	'the orders index history has was built on the live partition first');
+like($runlog, qr/built index \S+ on order_items_p2024_09 in \d+ ms/, 'and the items one');
+like($runlog, qr/moved month orders_p2024_09 as a whole \(40 orders/, 'then the month moved whole');
+unlike($runlog, qr/built index \S+ on \w+_p2024_10/, 'nothing was built for the month that is not finished');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	WHERE i.inhparent IN ('order_ext.orders_history_completed'::regclass, 'order_ext.order_items_history_sku'::regclass)
+	AND c.relname ~ '_p2024_(09|10)_'}), '4',
+	'both months\' history partitions have both indexes, attached to history\'s');
+is($node->safe_psql('postgres', $live_indexes), $before_10, 'and the live partitions of the other month none more');
+
+# 9. partitions that history would not take as they are
+sub finished_month_with
+{
+	my ($month, $ddl) = @_;
+	make_month($node, 'postgres', $month, 25, 0);
+	$node->safe_psql('postgres', $ddl);
+	my $from = -s $node->logfile;
+	my ($rc, $out, $err) = $node->psql('postgres', "SELECT order_ext.archive('30 days', 1000)");
+	$total += 25;
+	return ($rc == 0 ? $out : "failed: $err", slurp_file($node->logfile, $from));
+}
+($moved, $runlog) = finished_month_with('2024-11-01', 'ALTER TABLE order_ext.order_events_history ADD COLUMN note text');
+is($moved, '25', 'a finished month with a history column live lacks moved');
+like($runlog, qr/orders_p2024_11 cannot move whole: column note of order_events_history is not in order_events_p2024_11/,
+	'not whole, and the log says why');
+like($runlog, qr/batches of orders_p2024_11/, 'but by batches');
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.order_events_history DROP COLUMN note');
+($moved, $runlog) = finished_month_with('2024-12-01',
+	'ALTER TABLE order_ext.orders_history ADD CONSTRAINT paid_not_negative CHECK (paid_total >= 0)');
+is($moved, '25', 'a finished month whose history has a CHECK constraint of its own moved');
+like($runlog, qr/orders_p2024_12 cannot move whole: child table is missing constraint "paid_not_negative"/,
+	'not whole (ATTACH refused it), and the log says why');
+like($runlog, qr/batches of orders_p2024_12/, 'but by batches');
 
 ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", "$total|0|0", 'every order in one place, with its rows');
