@@ -434,6 +434,32 @@ PrepareRun(ArchiveState *st, ArchiveMonth **months)
 }
 
 /*
+ * MonthFinished
+ *		Whether every order of the month is archivable: terminal
+ *		(ArchiveMonthFinished), with no after-sale that can still move (one
+ *		range probe).  *total: its orders.  Read with a snapshot taken now,
+ *		so, with the month locked, every committed row.
+ */
+static bool
+MonthFinished(ArchiveState *st, ArchiveMonth *m, int64 *total)
+{
+	Oid			argtypes[3] = {TEXTARRAYOID, INT8OID, INT8OID};
+	Datum		values[3];
+	bool		isnull;
+
+	if (!ArchiveMonthFinished(m->live[0], total))
+		return false;
+	values[0] = st->spec.terminal;
+	values[1] = Int64GetDatum(m->lo);
+	values[2] = Int64GetDatum(m->hi);
+	/* not read-only: a new snapshot */
+	if (SPI_execute_with_args("SELECT " AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3"),
+							  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the month's after-sales");
+	return !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * HistoryIndexesMissing
  *		The indexes of history parent 'hist' that ATTACH PARTITION would
  *		build on the month's partition 'live' for want of a match (it matches
@@ -543,7 +569,7 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m)
 			table_close(live, NoLock);
 			table_close(hist, NoLock);
 			if (missing != NIL && finished < 0)
-				finished = ArchiveMonthFinished(m->live[0], &count) ? 1 : 0;
+				finished = MonthFinished(st, m, &count) ? 1 : 0;
 			foreach(lc, finished == 1 ? missing : NIL)
 			{
 				TimestampTz start = GetCurrentTimestamp();
@@ -605,11 +631,8 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 		PG_TRY();
 		{
 			StringInfoData sql;
-			Oid			argtypes[3] = {TEXTARRAYOID, INT8OID, INT8OID};
-			Datum		values[3];
 			int64		total;
 			bool		blocked;
-			bool		isnull;
 			int			t;
 			TimestampTz locked_at;
 			TimestampTz checked_at;
@@ -627,19 +650,7 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 				elog(ERROR, "could not lock the month");
 			locked_at = GetCurrentTimestamp();
 
-			/* blocked: an unfinished order, or an open after-sale (one range probe) */
-			blocked = !ArchiveMonthFinished(m->live[0], &total);
-			if (!blocked)
-			{
-				values[0] = st->spec.terminal;
-				values[1] = Int64GetDatum(m->lo);
-				values[2] = Int64GetDatum(m->hi);
-				/* not read-only: a snapshot taken after the lock sees every committed row */
-				if (SPI_execute_with_args("SELECT " AFTER_SALES_OPEN("$1", "a.order_id >= $2 AND a.order_id < $3"),
-										  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-					elog(ERROR, "could not check the month's after-sales");
-				blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			}
+			blocked = !MonthFinished(st, m, &total);
 			checked_at = GetCurrentTimestamp();
 			if (blocked)
 			{
@@ -692,9 +703,7 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 								m->lo, edata->message, attempt, MONTH_ATTEMPTS)));
 				result = -2;
 			}
-			else if (category == ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION ||
-					 category == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE ||
-					 category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+			else if (category == ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION)
 			{
 				/* ATTACH refused a partition (a CHECK constraint of history's, say): nothing moved */
 				ereport(LOG,
