@@ -25,6 +25,10 @@
 #   9. a finished month whose partitions history would not take as they
 #      are (a column of history's own; a CHECK constraint of history's) goes
 #      by batches instead of failing the run, and the log says why.
+#  10. nothing is built for a month whose orders are all finished but one of
+#      which has an after-sale that can still move (it goes by batches);
+#  11. a live partition too busy for its index to be built beforehand is
+#      left to ATTACH: the log says so, and the month still moves whole.
 # Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
@@ -280,6 +284,54 @@ is($moved, '25', 'a finished month whose history has a CHECK constraint of its o
 like($runlog, qr/orders_p2024_12 cannot move whole: child table is missing constraint "paid_not_negative"/,
 	'not whole (ATTACH refused it), and the log says why');
 like($runlog, qr/batches of orders_p2024_12/, 'but by batches');
+
+$node->safe_psql('postgres', 'ALTER TABLE order_ext.orders_history DROP CONSTRAINT paid_not_negative');
+
+# 10. a finished month with an after-sale that can still move: no index
+#     built for it, and the order with the after-sale stays live
+make_month($node, 'postgres', '2025-01-01', 20, 1);
+my $with_request = $node->safe_psql('postgres', q{SELECT order_id FROM order_ext.orders
+	WHERE order_id >= order_ext.min_order_id('2025-01-01') AND status = 'paid'});
+$node->safe_psql('postgres', qq{
+SELECT order_ext.fire($with_request, 'ship', actor => 'merchant');
+SELECT order_ext.fire($with_request, 'confirm_receipt', actor => 'buyer');
+SELECT order_ext.open_after_sale($with_request, 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT order_ext.fire($with_request, 'complete');});
+$from = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '19',
+	'a finished month with an open after-sale moved the other orders');
+$total += 20;
+$runlog = slurp_file($node->logfile, $from);
+unlike($runlog, qr/built index \S+ on \w+_p2025_01/, 'no index was built on its live partitions');
+like($runlog, qr/batches of orders_p2025_01/, 'it went by batches');
+is($node->safe_psql('postgres', "SELECT status FROM order_ext.orders WHERE order_id = $with_request"),
+	'completed', 'the order with the after-sale stayed live');
+
+# 11. a live partition busy while its index would be built: left to ATTACH
+make_month($node, 'postgres', '2025-02-01', 20, 0);
+my $busy = open_session('BEGIN; LOCK TABLE order_ext.order_items_p2025_02 IN ROW EXCLUSIVE MODE;');
+$from = -s $node->logfile;
+my $h = start_archive();
+my $seen = 0;
+for (my $i = 0; $i < $timeout * 20 && !$seen; $i++)
+{
+	$seen = slurp_file($node->logfile, $from) =~ /order_items_p2025_02 busy/;
+	usleep(50_000) unless $seen;
+}
+session_do($busy, 'COMMIT;');
+$h->finish;
+chomp $aout;
+is($aout, '20', 'the month with a busy partition moved');
+$total += 20;
+$runlog = slurp_file($node->logfile, $from);
+like($runlog, qr/built index \S+ on orders_p2025_02 in \d+ ms before moving its month whole/,
+	'the index of the partition that was free was built beforehand');
+like($runlog, qr/order_items_p2025_02 busy \(canceling statement due to lock timeout\); its missing indexes are left to the move/,
+	'the busy one was left to the move, and the log says so');
+like($runlog, qr/moved month orders_p2025_02 as a whole \(20 orders/, 'the month moved whole');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	WHERE i.inhparent IN ('order_ext.orders_history_completed'::regclass, 'order_ext.order_items_history_sku'::regclass)
+	AND c.relname ~ '_p2025_02_'}), '2', 'ATTACH built the index left to it; both are history\'s');
 
 ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", "$total|0|0", 'every order in one place, with its rows');
