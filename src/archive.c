@@ -1203,7 +1203,9 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
  * ArchiveYieldPoint, and archive_yield() -> boolean for the SQL statements
  *		The yield point of the batch mover and statements
  *		(order_ext.archive_yield): called for every row they move, between
- *		rows (no buffer lock held).
+ *		rows, and by the mover also for every order of its window scan and
+ *		between the index inserts of its buffered history rows (no buffer
+ *		lock held).
  *		Every YIELD_EVERY rows it looks at how many tasks are runnable on the
  *		machine (/proc/loadavg); while more are than there are CPUs, some
  *		live work is waiting for one, and this process sleeps YIELD_SLEEP_US

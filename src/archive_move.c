@@ -88,6 +88,7 @@ typedef struct MoveTable
 	int			nslots;			/* of buf[], made so far */
 	Size		bytes;
 	BulkInsertState bistate;
+	bool		yield;			/* ArchiveYieldPoint() between index inserts too */
 } MoveTable;
 
 /* The last (machine, status) pair IsTerminal() answered for */
@@ -385,7 +386,12 @@ MoveFlush(MoveTable *mt, EState *estate, CommandId cid, MemoryContext flushcxt)
 	for (i = 0; i < mt->nbuf; i++)
 	{
 		if (mt->rri->ri_NumIndices > 0)
+		{
 			list_free(ExecInsertIndexTuples(mt->rri, mt->buf[i], estate, false, false, NULL, NIL));
+			/* a buffer's index entries take milliseconds: look for waiting live work meanwhile */
+			if (mt->yield)
+				ArchiveYieldPoint();
+		}
 		ExecClearTuple(mt->buf[i]);
 		ResetPerTupleExprContext(estate);
 	}
@@ -547,6 +553,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 			CloseAll(tabs, spec->ntables, estate);
 			return why;
 		}
+		tabs[t].yield = spec->yield;
 	}
 	o.machine_attno = ColumnOf(ot->live, "machine", TEXTOID);
 	o.status_attno = ColumnOf(ot->live, "status", TEXTOID);
@@ -581,6 +588,8 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 		tids[n] = ot->scan->tts_tid;
 		ok[n] = !null_id && !null_machine && !null_status && IsTerminal(&memo, machine, status);
 		n++;
+		if (spec->yield)
+			ArchiveYieldPoint();
 	}
 	index_endscan(scan);
 	ExecClearTuple(ot->scan);
