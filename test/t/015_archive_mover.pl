@@ -28,7 +28,9 @@
 #  10. nothing is built for a month whose orders are all finished but one of
 #      which has an after-sale that can still move (it goes by batches);
 #  11. a live partition too busy for its index to be built beforehand is
-#      left to ATTACH: the log says so, and the month still moves whole.
+#      left to ATTACH: the log says so, and the month still moves whole;
+#  12. a month with a live partition of another table access method goes by
+#      the statements, and the log says why.
 # Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
@@ -336,6 +338,19 @@ is($node->safe_psql('postgres', q{SELECT string_agg(c.relname, ',' ORDER BY c.re
 	WHERE i.inhparent IN ('order_ext.orders_history_completed'::regclass, 'order_ext.order_items_history_sku'::regclass)
 	AND c.relname ~ '_p2025_02_'}), 'order_items_history_p2025_02_sku_order_id_idx,orders_p2025_02_completed_at_idx',
 	'ATTACH built the index left to it, the other was built beforehand; both are history\'s');
+
+# 12. a live partition of another table access method (here a copy of heap's
+#     handler, which the mover cannot tell from one it does not know): the
+#     statements, which go through the access method, and the log says why
+($moved, $runlog) = month_with('2025-03-01', q{
+CREATE ACCESS METHOD heap_copy TYPE TABLE HANDLER heap_tableam_handler;
+ALTER TABLE order_ext.order_events_p2025_03 SET ACCESS METHOD heap_copy;});
+is($moved, '28', 'a month with a partition of another access method moved its finished orders');
+like($runlog, qr/orders_p2025_03 moves by SQL statements: order_events_p2025_03 or order_events_history_p2025_03 is not a heap table/,
+	'by the statements, and the log says why');
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT order_id) FROM order_ext.order_events_history
+	WHERE order_id >= order_ext.min_order_id('2025-03-01')}), '28',
+	'the events of every order moved went to history with it');
 
 ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", "$total|0|0", 'every order in one place, with its rows');
