@@ -98,6 +98,7 @@
 #include "archive_move.h"
 #include "machine.h"
 #include "order_ext.h"
+#include "runnable.h"
 #include "worker.h"
 
 #define MAX_TABLES		ARCHIVE_MAX_TABLES
@@ -106,6 +107,9 @@
 int			oe_archive_pause_ms = 10;
 bool		oe_archive_yield = true;
 bool		oe_archive_statements = false;
+
+/* Whether this process is in an archive run that yields (ArchiveRun sets it). */
+static bool archive_yielding = false;
 
 /* Microseconds archive_yield() slept in this run (ArchiveRun resets it). */
 static int64 archive_yielded_us = 0;
@@ -1116,7 +1120,6 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 	st.batch_size = batch_size;
 	st.pause_ms = pause_ms;
 	st.yield_point = yield ? " WHERE order_ext.archive_yield()" : "";
-	st.spec.yield = yield;
 	st.statements = statements;
 	archive_yielded_us = 0;
 	st.last_log = GetCurrentTimestamp();
@@ -1138,6 +1141,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 
 	if (yield)
 		ArchiveOneCpu(true);
+	archive_yielding = yield;
 	st.cxt = AllocSetContextCreate(TopMemoryContext, "order_ext archive", ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(st.cxt);
 	PG_TRY();
@@ -1177,7 +1181,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
 		}
 		AfterSalesSweep(&st);
-		Report(&st, !yield ? "done" :
+		/* a run that yielded says so, also one that should not have */
+		Report(&st, !yield && archive_yielded_us == 0 ? "done" :
 			   psprintf("done, " INT64_FORMAT " ms yielded to live work%s", archive_yielded_us / 1000,
 						archive_cpu < 0 ? "" : psprintf(", kept to CPU %d", archive_cpu)),
 			   st.moved > 0);
@@ -1186,12 +1191,14 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 	{
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextDelete(st.cxt);
+		archive_yielding = false;
 		ArchiveOneCpu(false);
 		(void) ArchiveLock(false, false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
+	archive_yielding = false;
 	ArchiveOneCpu(false);
 	(void) ArchiveLock(false, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1215,8 +1222,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
  *		CPUs, an archiver at nice 10 (and its autogroup at nice 10) ran its
  *		40 ms batches on one CPU unpreempted while the backends queued behind
  *		each other on the other; sched_yield, a SCHED_IDLE policy and custom
- *		EEVDF slices did not change it.  Always true; a no-op where there is
- *		no /proc/loadavg.
+ *		EEVDF slices did not change it.  Always true; a no-op outside a run
+ *		with order_ext.archive_yield on, and where there is no /proc/loadavg.
  */
 #define YIELD_EVERY		16
 #define YIELD_SLEEP_US	200
@@ -1229,9 +1236,8 @@ ArchiveYieldPoint(void)
 	static int	fd = -2;		/* -2: not opened yet; -1: none */
 	static long ncpu;
 	int			slept;
-	int			field;
 
-	if (++calls % YIELD_EVERY != 0)
+	if (!archive_yielding || ++calls % YIELD_EVERY != 0)
 		return;
 	if (fd == -2)
 	{
@@ -1240,18 +1246,7 @@ ArchiveYieldPoint(void)
 	}
 	for (slept = 0; fd >= 0 && ncpu > 0 && slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
 	{
-		char		buf[128];
-		ssize_t		n = pread(fd, buf, sizeof(buf) - 1, 0);
-		char	   *runnable;
-
-		/* "0.52 0.58 0.59 3/467 12345": the 4th field is runnable/all */
-		if (n <= 0)
-			break;
-		buf[n] = '\0';
-		runnable = buf;
-		for (field = 0; field < 3 && runnable != NULL; field++)
-			runnable = strchr(runnable + 1, ' ');
-		if (runnable == NULL || strtol(runnable, NULL, 10) <= ncpu)
+		if (RunnableTasks(fd) <= ncpu)
 			break;
 		pg_usleep(YIELD_SLEEP_US);
 		archive_yielded_us += YIELD_SLEEP_US;

@@ -88,7 +88,6 @@ typedef struct MoveTable
 	int			nslots;			/* of buf[], made so far */
 	Size		bytes;
 	BulkInsertState bistate;
-	bool		yield;			/* ArchiveYieldPoint() between index inserts too */
 } MoveTable;
 
 /* The last (machine, status) pair IsTerminal() answered for */
@@ -389,8 +388,7 @@ MoveFlush(MoveTable *mt, EState *estate, CommandId cid, MemoryContext flushcxt)
 		{
 			list_free(ExecInsertIndexTuples(mt->rri, mt->buf[i], estate, false, false, NULL, NIL));
 			/* a buffer's index entries take milliseconds: look for waiting live work meanwhile */
-			if (mt->yield)
-				ArchiveYieldPoint();
+			ArchiveYieldPoint();
 		}
 		ExecClearTuple(mt->buf[i]);
 		ResetPerTupleExprContext(estate);
@@ -553,7 +551,6 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 			CloseAll(tabs, spec->ntables, estate);
 			return why;
 		}
-		tabs[t].yield = spec->yield;
 	}
 	o.machine_attno = ColumnOf(ot->live, "machine", TEXTOID);
 	o.status_attno = ColumnOf(ot->live, "status", TEXTOID);
@@ -588,8 +585,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 		tids[n] = ot->scan->tts_tid;
 		ok[n] = !null_id && !null_machine && !null_status && IsTerminal(&memo, machine, status);
 		n++;
-		if (spec->yield)
-			ArchiveYieldPoint();
+		ArchiveYieldPoint();
 	}
 	index_endscan(scan);
 	ExecClearTuple(ot->scan);
@@ -624,8 +620,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 			elog(ERROR, "could not read order " INT64_FORMAT " of %s", ids[i], spec->live[0]);
 		MoveRow(ot, estate, cid, flushcxt);
 		moved[nmoved++] = ids[i];
-		if (spec->yield)
-			ArchiveYieldPoint();
+		ArchiveYieldPoint();
 	}
 	MoveFlush(ot, estate, cid, flushcxt);
 	ExecClearTuple(ot->scan);
@@ -662,8 +657,7 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 							 errmsg("a row of %s of order " INT64_FORMAT " changed while it was archived",
 									spec->live[t], id),
 							 errdetail("Its order row was locked; whatever changed it did not lock the order first.")));
-				if (spec->yield)
-					ArchiveYieldPoint();
+				ArchiveYieldPoint();
 			}
 			index_endscan(scan);
 			ExecClearTuple(mt->scan);

@@ -28,7 +28,6 @@ typedef struct ArchiveMoveSpec
 	const char *live[ARCHIVE_MAX_TABLES];	/* this month's live partition; NULL if none */
 	const char *hist[ARCHIVE_MAX_TABLES];	/* and its history partition */
 	Datum		terminal;		/* text[] of 'machine/status' that are terminal (after-sales) */
-	bool		yield;			/* call ArchiveYieldPoint() for every row */
 } ArchiveMoveSpec;
 
 /* Outcome of ArchiveMoveBatch */

@@ -12,9 +12,9 @@
  *   /tmp/cpu_share hog CPU SECONDS MODE
  *       keeps CPU busy for SECONDS at nice 10 (its autogroup too, as the
  *       archiver does); MODE spin: nothing else; yield: every 80 us of work
- *       it reads /proc/loadavg and sleeps 200 us at a time (at most 2 ms)
- *       while more tasks are runnable than there are CPUs, as
- *       ArchiveYieldPoint does; idle and idle-yield: the same at SCHED_IDLE
+ *       it sleeps 200 us at a time (at most 2 ms) while more tasks are
+ *       runnable than there are CPUs, as ArchiveYieldPoint does, with its
+ *       check (src/runnable.h); idle and idle-yield: the same at SCHED_IDLE
  *
  * Run a hog on one CPU and a victim meanwhile, against a victim alone.
  */
@@ -27,6 +27,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../../../src/runnable.h"	/* the archiver's own check */
 
 static double
 now_us(void)
@@ -117,17 +119,7 @@ hog(int cpu, double secs, const char *mode)
 			;
 		for (us = 0; yield && fd >= 0 && us < 2000; us += 200)
 		{
-			char		buf[128];
-			ssize_t		n = pread(fd, buf, sizeof(buf) - 1, 0);
-			char	   *p = buf;
-			int			i;
-
-			if (n <= 0)
-				break;
-			buf[n] = '\0';
-			for (i = 0; i < 3 && p != NULL; i++)
-				p = strchr(p + 1, ' ');
-			if (p == NULL || strtol(p, NULL, 10) <= ncpu)
+			if (RunnableTasks(fd) <= ncpu)
 				break;
 			usleep(200);
 			slept += 200;
@@ -142,7 +134,9 @@ main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "victim") == 0)
 		return victim(atof(argv[2]));
-	if (argc == 5 && strcmp(argv[1], "hog") == 0)
+	if (argc == 5 && strcmp(argv[1], "hog") == 0 &&
+		(strcmp(argv[4], "spin") == 0 || strcmp(argv[4], "yield") == 0 ||
+		 strcmp(argv[4], "idle") == 0 || strcmp(argv[4], "idle-yield") == 0))
 		return hog(atoi(argv[2]), atof(argv[3]), argv[4]);
 	fprintf(stderr, "usage: %s victim SECONDS | hog CPU SECONDS spin|yield|idle|idle-yield\n", argv[0]);
 	return 2;
