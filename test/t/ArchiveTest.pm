@@ -72,8 +72,10 @@ sub wait_for
 	my ($node, $db, $sql, $secs) = @_;
 	for (my $i = 0; $i < $secs * 10; $i++)
 	{
-		my ($rc, $out) = $node->psql($db, $sql);
-		return 1 if $rc == 0 && $out eq 't';
+		# while the server restarts after a crash psql can exit before it
+		# reads its input, and IPC::Run dies of the broken pipe: try again
+		my ($rc, $out) = eval { $node->psql($db, $sql) };
+		return 1 if defined $rc && $rc == 0 && $out eq 't';
 		usleep(100_000);
 	}
 	return 0;
