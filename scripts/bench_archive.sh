@@ -18,8 +18,11 @@
 #    is archived in windows of BENCH_ARCHIVE_WINDOW
 #    (default 3) seconds, archive() being cancelled at the end of each window
 #    and called again after an idle window of the same length, with the pauses
-#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10" ms; sqlN: pause N
-#    with order_ext.archive_statements on) in turn, while one pgbench
+#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10 floor" ms; sqlN:
+#    pause N with order_ext.archive_statements on; floor: no archive() but
+#    test/bench/probe/cpu_share.c keeping the CPU the archiver keeps to busy,
+#    at its nice and with its yield check: what any archiver that uses one
+#    of the machine's CPUs costs create_order here) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
 #    inside idle windows; and that ratio again without pgbench's schedule lag
@@ -31,7 +34,7 @@
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
 ARCHIVE_WINDOW=${BENCH_ARCHIVE_WINDOW:-3}
-ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100 sql10}
+ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100 sql10 floor}
 
 # $1 / $2 printed with format $3; 0 when $2 is 0.
 archive_bench_div() {
@@ -81,6 +84,10 @@ archive_bench_interleaved() {
 	local pauses=($ARCHIVE_PAUSES)
 	local count="SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')"
 	logdir=$(mktemp -d)
+	if [[ " ${pauses[*]} " == *" floor "* ]]; then
+		ARCHIVE_PROBE=$logdir/cpu_share
+		cc -O2 -o "$ARCHIVE_PROBE" "$BENCH/probe/cpu_share.c" || { rm -rf "$logdir"; return 1; }
+	fi
 	marks=$logdir/marks
 	out=$logdir/out
 	: >"$marks"
@@ -100,8 +107,13 @@ archive_bench_interleaved() {
 		sleep "$w"
 		echo "$a $(archive_bench_now) idle" >>"$marks"
 		a=$(archive_bench_now)
-		PGOPTIONS=$(archive_bench_options "$pause") \
-			"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
+		if [ "$pause" = floor ]; then
+			# no database work: the CPU the archiver keeps to, kept busy as it does
+			setsid "$ARCHIVE_PROBE" hog "$(($(nproc) - 1))" "$w" yield >"$out" 2>&1 &
+		else
+			PGOPTIONS=$(archive_bench_options "$pause") \
+				"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
+		fi
 		apid=$!
 		for ((t = 0; t < w * 10; t++)); do
 			sleep 0.1
@@ -113,6 +125,11 @@ archive_bench_interleaved() {
 		wait "$apid" || rc=$?
 		b=$(archive_bench_now)
 		echo "$a $b p$pause" >>"$marks"
+		if [ "$pause" = floor ]; then
+			[ "$rc" = 0 ] || { echo "the CPU hog failed: $(cat "$out")"; kill "$pgb"; rm -rf "$logdir"; return 1; }
+			ilv_secs[$pause]=$(awk -v x="${ilv_secs[$pause]}" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
+			continue
+		fi
 		h1=$("${q[@]}" -c "$count")
 		ilv_moved[$pause]=$((ilv_moved[$pause] + h1 - h0))
 		ilv_secs[$pause]=$(awk -v x="${ilv_secs[$pause]}" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
@@ -144,6 +161,15 @@ archive_bench_options() {
 	case $1 in
 	sql*) echo "-c order_ext.archive_pause=${1#sql} -c order_ext.archive_statements=on" ;;
 	*) echo "-c order_ext.archive_pause=$1" ;;
+	esac
+}
+
+# The row label of an interleaved variant.
+archive_bench_label() {
+	case $1 in
+	floor) echo "floor: one CPU kept busy, no archiving" ;;
+	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
+	*) echo "archive_pause $1 ms" ;;
 	esac
 }
 
@@ -193,9 +219,9 @@ archive_bench() {
 	archive_bench_interleaved || return 1
 	local pause ilv_rows=""
 	for pause in $ARCHIVE_PAUSES; do
-		echo "archive: interleaved, pause $pause ms: ${ilv_moved[$pause]} orders in ${ilv_secs[$pause]} s of archive windows; p99 idle $ilv_idle ms, archiving ${ilv_p99[$pause]} ms"
+		echo "archive: interleaved, $(archive_bench_label "$pause"): ${ilv_moved[$pause]} orders in ${ilv_secs[$pause]} s of its windows; p99 idle $ilv_idle ms, in its windows ${ilv_p99[$pause]} ms"
 		ilv_rows+=$(printf '  %-44s %10s %10s %12s   %s' \
-			"archive_pause ${pause#sql} ms$([[ $pause == sql* ]] && echo ', SQL statements')" \
+			"$(archive_bench_label "$pause")" \
 			"$(archive_bench_div "${ilv_moved[$pause]}" "${ilv_secs[$pause]}" %.0f)" \
 			"$(archive_bench_div "${ilv_p99[$pause]}" "$ilv_idle" %.2f)" \
 			"$(archive_bench_div "${ilv_nolag[$pause]}" "$ilv_idle_nolag" %.2f)" \
