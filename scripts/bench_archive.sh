@@ -22,7 +22,9 @@
 #    pause N with order_ext.archive_statements on; floor: no archive() but
 #    test/bench/probe/cpu_share.c keeping the CPU the archiver keeps to busy,
 #    at its nice and with its yield check: what any archiver that uses one
-#    of the machine's CPUs costs create_order here) in turn, while one pgbench
+#    of the machine's CPUs costs create_order here; floor-stream: the same,
+#    writing a byte of every cache line of 128 MB round and round, the
+#    memory traffic of moving rows without the rows) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
 #    inside idle windows; and that ratio again without pgbench's schedule lag
@@ -84,7 +86,7 @@ archive_bench_interleaved() {
 	local pauses=($ARCHIVE_PAUSES)
 	local count="SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')"
 	logdir=$(mktemp -d)
-	if [[ " ${pauses[*]} " == *" floor "* ]]; then
+	if [[ " ${pauses[*]} " == *" floor"* ]]; then
 		ARCHIVE_PROBE=$logdir/cpu_share
 		cc -O2 -o "$ARCHIVE_PROBE" "$BENCH/probe/cpu_share.c" || { rm -rf "$logdir"; return 1; }
 	fi
@@ -107,9 +109,9 @@ archive_bench_interleaved() {
 		sleep "$w"
 		echo "$a $(archive_bench_now) idle" >>"$marks"
 		a=$(archive_bench_now)
-		if [ "$pause" = floor ]; then
+		if [[ $pause == floor* ]]; then
 			# no database work: the CPU the archiver keeps to, kept busy as it does
-			setsid "$ARCHIVE_PROBE" hog "$(($(nproc) - 1))" "$w" yield >"$out" 2>&1 &
+			setsid "$ARCHIVE_PROBE" hog "$(($(nproc) - 1))" "$w" "$(archive_bench_floor_mode "$pause")" >"$out" 2>&1 &
 		else
 			PGOPTIONS=$(archive_bench_options "$pause") \
 				"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
@@ -125,7 +127,7 @@ archive_bench_interleaved() {
 		wait "$apid" || rc=$?
 		b=$(archive_bench_now)
 		echo "$a $b p$pause" >>"$marks"
-		if [ "$pause" = floor ]; then
+		if [[ $pause == floor* ]]; then
 			[ "$rc" = 0 ] || { echo "the CPU hog failed: $(cat "$out")"; kill "$pgb"; rm -rf "$logdir"; return 1; }
 			ilv_secs[$pause]=$(awk -v x="${ilv_secs[$pause]}" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
 			continue
@@ -168,8 +170,19 @@ archive_bench_options() {
 archive_bench_label() {
 	case $1 in
 	floor) echo "floor: one CPU kept busy, no archiving" ;;
+	floor-stream) echo "floor, writing 128 MB round and round" ;;
 	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
 	*) echo "archive_pause $1 ms" ;;
+	esac
+}
+
+# The probe's hog mode of a floor variant: floor yields as the archiver does,
+# floor-stream also writes memory as it goes.
+archive_bench_floor_mode() {
+	case $1 in
+	floor) echo yield ;;
+	floor-stream) echo stream-yield ;;
+	*) echo "unknown variant $1" >&2; return 1 ;;
 	esac
 }
 

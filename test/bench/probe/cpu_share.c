@@ -14,9 +14,17 @@
  *       archiver does); MODE spin: nothing else; yield: every 80 us of work
  *       it sleeps 200 us at a time (at most 2 ms) while more tasks are
  *       runnable than there are CPUs, as ArchiveYieldPoint does, with its
- *       check (src/runnable.h); idle and idle-yield: the same at SCHED_IDLE
+ *       check (src/runnable.h); idle and idle-yield: the same at SCHED_IDLE;
+ *       stream and stream-yield: spin and yield, their work writing a byte
+ *       of every 64-byte line of a 128 MB buffer in turn (memory traffic
+ *       and cache eviction, as moving rows has, without PostgreSQL; the
+ *       buffer is faulted in before the SECONDS start)
+ *   /tmp/cpu_share rate KIB SECONDS
+ *       on CPU 0, increments counters at pseudo-random places of KIB KiB
+ *       for SECONDS and prints how many rounds of 4096 it did per second:
+ *       how fast work runs, in the caches (small KIB) or not (large)
  *
- * Run a hog on one CPU and a victim meanwhile, against a victim alone.
+ * Run a hog on one CPU and a victim (or rate) meanwhile, against one alone.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -29,6 +37,8 @@
 #include <unistd.h>
 
 #include "../../../src/runnable.h"	/* the archiver's own check */
+
+#define STREAM_BYTES ((size_t) 128 << 20)
 
 static double
 now_us(void)
@@ -82,11 +92,51 @@ victim(double secs)
 }
 
 static int
+rate(long kib, double secs)
+{
+	cpu_set_t	zero;
+	size_t		n = (size_t) kib * 1024 / sizeof(long);
+	volatile long *a = n > 0 ? calloc(n, sizeof(long)) : NULL;
+	unsigned long x = 1;
+	long		rounds = 0;
+	double		start,
+				end;
+
+	if (a == NULL)
+	{
+		perror("calloc");
+		return 1;
+	}
+	CPU_ZERO(&zero);
+	CPU_SET(0, &zero);
+	if (sched_setaffinity(0, sizeof(zero), &zero) != 0)
+		perror("sched_setaffinity");
+	start = now_us();
+	end = start + secs * 1e6;
+	while (now_us() < end)
+	{
+		int			k;
+
+		for (k = 0; k < 4096; k++)
+		{
+			x = x * 6364136223846793005UL + 1;
+			a[(x >> 20) % n]++;
+		}
+		rounds++;
+	}
+	printf("%ld KiB: %.0f rounds/s\n", kib, rounds / ((now_us() - start) / 1e6));
+	return 0;
+}
+
+static int
 hog(int cpu, double secs, const char *mode)
 {
 	cpu_set_t	one;
 	FILE	   *f;
 	int			yield = strstr(mode, "yield") != NULL;
+	size_t		stream = strncmp(mode, "stream", 6) == 0 ? STREAM_BYTES : 0,
+				at = 0;
+	volatile char *buf = stream ? malloc(stream) : NULL;
 	int			fd = open("/proc/loadavg", O_RDONLY);
 	long		ncpu = sysconf(_SC_NPROCESSORS_ONLN),
 				slept = 0;
@@ -103,6 +153,14 @@ hog(int cpu, double secs, const char *mode)
 		fprintf(f, "10\n");
 		fclose(f);
 	}
+	if (stream && buf == NULL)
+	{
+		perror("malloc");
+		return 1;
+	}
+	if (stream)
+		memset((char *) buf, 0, stream);
+	end = now_us() + secs * 1e6;
 	if (strncmp(mode, "idle", 4) == 0)
 	{
 		struct sched_param sp = {0};
@@ -116,7 +174,13 @@ hog(int cpu, double secs, const char *mode)
 		int			us;
 
 		while (now_us() - t < 80)
-			;
+		{
+			/* stream: write a byte of every cache line, round a buffer far over any cache */
+			int			i;
+
+			for (i = 0; stream && i < 512; i++, at = (at + 64) % stream)
+				buf[at]++;
+		}
 		for (us = 0; yield && fd >= 0 && us < 2000; us += 200)
 		{
 			if (RunnableTasks(fd) <= ncpu)
@@ -134,10 +198,13 @@ main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "victim") == 0)
 		return victim(atof(argv[2]));
+	if (argc == 4 && strcmp(argv[1], "rate") == 0 && atol(argv[2]) > 0)
+		return rate(atol(argv[2]), atof(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "hog") == 0 &&
 		(strcmp(argv[4], "spin") == 0 || strcmp(argv[4], "yield") == 0 ||
-		 strcmp(argv[4], "idle") == 0 || strcmp(argv[4], "idle-yield") == 0))
+		 strcmp(argv[4], "idle") == 0 || strcmp(argv[4], "idle-yield") == 0 ||
+		 strcmp(argv[4], "stream") == 0 || strcmp(argv[4], "stream-yield") == 0))
 		return hog(atoi(argv[2]), atof(argv[3]), argv[4]);
-	fprintf(stderr, "usage: %s victim SECONDS | hog CPU SECONDS spin|yield|idle|idle-yield\n", argv[0]);
+	fprintf(stderr, "usage: %s victim SECONDS | rate KIB SECONDS | hog CPU SECONDS spin|yield|idle|idle-yield|stream|stream-yield\n", argv[0]);
 	return 2;
 }
