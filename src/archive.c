@@ -121,7 +121,8 @@ static int	archive_cpu = -1;
 typedef struct ArchiveShared
 {
 	Oid			dboid;
-	Oid			useroid;
+	Oid			loginoid;		/* the role the caller logged in as */
+	Oid			useroid;		/* the role archive() runs as: its owner */
 	Interval	older_than;
 	int32		batch_size;
 	int32		pause_ms;
@@ -1317,7 +1318,13 @@ ArchiveWorkerMain(Datum main_arg)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("order_ext archive: could not attach to the caller's shared memory")));
 	sh = dsm_segment_address(seg);
-	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->useroid, 0);
+	/*
+	 * Log in as the caller did, then run as archive()'s owner, as the
+	 * SECURITY DEFINER call does: an owner that may not log in (a NOLOGIN
+	 * role, as owners often are) would otherwise end the worker at its start.
+	 */
+	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->loginoid, 0);
+	SetUserIdAndSecContext(sh->useroid, SECURITY_LOCAL_USERID_CHANGE);
 	pgstat_report_appname("order_ext archive");
 	cxt = CurrentMemoryContext;
 
@@ -1419,6 +1426,7 @@ archive(PG_FUNCTION_ARGS)
 	sh = dsm_segment_address(seg);
 	memset(sh, 0, sizeof(ArchiveShared));
 	sh->dboid = MyDatabaseId;
+	sh->loginoid = GetAuthenticatedUserId();
 	sh->useroid = GetUserId();
 	sh->older_than = *older_than;
 	sh->batch_size = batch_size;

@@ -319,7 +319,9 @@ MoveTableOpen(MoveTable *mt, const char *live, const char *hist)
 		return psprintf("%s or %s is not a heap table", live, hist);
 	if (TriggersOrRules(mt->live, true) || TriggersOrRules(mt->hist, false))
 		return psprintf("%s or %s has triggers, rules or row-level security", live, hist);
-	if (pg_class_aclcheck(live_oid, GetUserId(), ACL_SELECT | ACL_DELETE) != ACLCHECK_OK ||
+	/* one privilege per call: given several, pg_class_aclcheck is content with any */
+	if (pg_class_aclcheck(live_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		pg_class_aclcheck(live_oid, GetUserId(), ACL_DELETE) != ACLCHECK_OK ||
 		pg_class_aclcheck(hist_oid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		return psprintf("this role may not move rows from %s to %s", live, hist);
 	if ((why = MapColumns(mt)) != NULL)

@@ -30,7 +30,11 @@
 #  11. a live partition too busy for its index to be built beforehand is
 #      left to ATTACH: the log says so, and the month still moves whole;
 #  12. a month with a live partition of another table access method goes by
-#      the statements, and the log says why.
+#      the statements, and the log says why;
+#  13. with archive() owned by a role that may not delete from one live
+#      partition, the month goes by the statements, the log says why, the
+#      statements are refused naming that partition, and nothing of the
+#      batch moves; given back to its owner, archive() moves it.
 # Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
@@ -351,6 +355,40 @@ like($runlog, qr/orders_p2025_03 moves by SQL statements: order_events_p2025_03 
 is($node->safe_psql('postgres', q{SELECT count(DISTINCT order_id) FROM order_ext.order_events_history
 	WHERE order_id >= order_ext.min_order_id('2025-03-01')}), '28',
 	'the events of every order moved went to history with it');
+
+# 13. archive() runs as its owner (SECURITY DEFINER); owned by a role that
+#     may do everything but delete from one live partition of a month (and
+#     may log in: its worker logs in as the caller, then runs as the owner).
+#     Only a table's owner may add a partition to it, so the month's history
+#     partitions are made first, as archive() makes them.
+($moved, $runlog) = month_with('2025-04-01', q{
+DO $$
+DECLARE
+	t text;
+	bound text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['orders', 'order_items', 'order_payments', 'order_discounts', 'order_events'] LOOP
+		SELECT pg_get_expr(relpartbound, oid) INTO STRICT bound FROM pg_class
+		WHERE oid = format('order_ext.%I', t || '_p2025_04')::regclass;
+		EXECUTE format('CREATE TABLE order_ext.%I PARTITION OF order_ext.%I %s',
+			t || '_history_p2025_04', t || '_history', bound);
+	END LOOP;
+END $$;
+CREATE ROLE archiver_less NOLOGIN;
+GRANT USAGE, CREATE ON SCHEMA order_ext TO archiver_less;
+GRANT ALL ON ALL TABLES IN SCHEMA order_ext TO archiver_less;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA order_ext TO archiver_less;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA order_ext TO archiver_less;
+REVOKE DELETE ON order_ext.order_items_p2025_04 FROM archiver_less;
+ALTER FUNCTION order_ext.archive(interval, integer) OWNER TO archiver_less;});
+like($moved, qr/^failed: .*permission denied for table order_items_p2025_04/,
+	'the statements are refused, naming the partition');
+like($runlog, qr/orders_p2025_04 moves by SQL statements: this role may not move rows from order_items_p2025_04 to order_items_history_p2025_04/,
+	'the mover left the month to them, and the log says why');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.all_orders
+	WHERE archived AND order_id >= order_ext.min_order_id('2025-04-01')}), '0', 'nothing of the month moved');
+$node->safe_psql('postgres', q{ALTER FUNCTION order_ext.archive(interval, integer) OWNER TO CURRENT_USER});
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '28', 'given back to its owner, archive() moves it');
 
 ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", "$total|0|0", 'every order in one place, with its rows');
