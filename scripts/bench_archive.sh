@@ -33,6 +33,8 @@
 #    sent). On a shared 2-CPU virtual machine the idle p99 alone
 #    swings by 2x from one half-minute to the next; interleaving puts every
 #    side in the same weather. It also exercises cancel-and-resume under load.
+# BENCH_ARCHIVE_KEEP=DIR keeps the interleaved section's pgbench logs (tx.*)
+# and its windows (marks: "start end kind") in DIR, for a closer look.
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
 ARCHIVE_WINDOW=${BENCH_ARCHIVE_WINDOW:-3}
@@ -154,6 +156,9 @@ archive_bench_interleaved() {
 		read -r "ilv_p99[$pause]" "ilv_cnt[$pause]" < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause")
 		read -r "ilv_nolag[$pause]" _ < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause" nolag)
 	done
+	if [ -n "${BENCH_ARCHIVE_KEEP:-}" ]; then
+		mkdir -p "$BENCH_ARCHIVE_KEEP" && cp "$logdir"/tx.* "$marks" "$BENCH_ARCHIVE_KEEP"/
+	fi
 	rm -rf "$logdir"
 }
 
