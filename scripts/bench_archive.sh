@@ -83,7 +83,7 @@ archive_bench_window_p99() {
 # ilv_nolag[P] are the p99s without pgbench's schedule lag.
 declare -A ilv_p99 ilv_cnt ilv_moved ilv_secs ilv_nolag
 archive_bench_interleaved() {
-	local w=$ARCHIVE_WINDOW logdir marks pgb a b rc i t apid out pause h0 h1 done=0
+	local w=$ARCHIVE_WINDOW logdir marks pgb a b rc i apid out pause h0 h1 done=0
 	local q=(oe_psql "$DIR" "$PORT" -q -At -d postgres)
 	local pauses=($ARCHIVE_PAUSES)
 	local count="SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-03-01')"
@@ -111,25 +111,24 @@ archive_bench_interleaved() {
 		sleep "$w"
 		echo "$a $(archive_bench_now) idle" >>"$marks"
 		a=$(archive_bench_now)
-		if [[ $pause == floor* ]]; then
+		if [ "$pause" = none ]; then
+			sleep "$w" &	# nothing at all: the windows' own noise
+		elif [[ $pause == floor* ]]; then
 			# no database work: the CPU the archiver keeps to, kept busy as it does
 			setsid "$ARCHIVE_PROBE" hog "$(($(nproc) - 1))" "$w" "$(archive_bench_floor_mode "$pause")" >"$out" 2>&1 &
 		else
-			PGOPTIONS=$(archive_bench_options "$pause") \
+			PGOPTIONS=$(archive_bench_options "$pause" "$w") \
 				"${q[@]}" -c "SELECT order_ext.archive('30 days', 1000)" >"$out" 2>&1 &
 		fi
 		apid=$!
-		for ((t = 0; t < w * 10; t++)); do
-			sleep 0.1
-			kill -0 "$apid" 2>/dev/null || break
-		done
-		"${q[@]}" -c "SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity
-		              WHERE query LIKE 'SELECT order_ext.archive(%' AND pid <> pg_catalog.pg_backend_pid()" >/dev/null
+		# archive() ends itself at the window's end (statement_timeout): no
+		# polling and no cancelling session inside the window, which idle
+		# windows would not have (the variant none measures what is left)
 		rc=0
 		wait "$apid" || rc=$?
 		b=$(archive_bench_now)
 		echo "$a $b p$pause" >>"$marks"
-		if [[ $pause == floor* ]]; then
+		if [[ $pause == floor* || $pause == none ]]; then
 			[ "$rc" = 0 ] || { echo "the CPU hog failed: $(cat "$out")"; kill "$pgb"; rm -rf "$logdir"; return 1; }
 			ilv_secs[$pause]=$(awk -v x="${ilv_secs[$pause]}" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
 			continue
@@ -139,7 +138,7 @@ archive_bench_interleaved() {
 		ilv_secs[$pause]=$(awk -v x="${ilv_secs[$pause]}" -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", x + b - a }')
 		if [ "$rc" = 0 ]; then
 			done=1
-		elif ! grep -q 'canceling statement due to user request' "$out"; then
+		elif ! grep -q 'canceling statement due to statement timeout' "$out"; then
 			echo "archive() failed: $(cat "$out")"
 			kill "$pgb"
 			rm -rf "$logdir"
@@ -162,18 +161,20 @@ archive_bench_interleaved() {
 	rm -rf "$logdir"
 }
 
-# The session options of an interleaved variant: "N" is order_ext.archive_pause
-# N ms with the mover, "sqlN" the same with the SQL statements.
+# The session options of interleaved variant $1 in windows of $2 seconds: "N"
+# is order_ext.archive_pause N ms with the mover, "sqlN" the same with the SQL
+# statements; statement_timeout cancels archive() at the window's end.
 archive_bench_options() {
 	case $1 in
-	sql*) echo "-c order_ext.archive_pause=${1#sql} -c order_ext.archive_statements=on" ;;
-	*) echo "-c order_ext.archive_pause=$1" ;;
+	sql*) echo "-c order_ext.archive_pause=${1#sql} -c order_ext.archive_statements=on -c statement_timeout=${2}s" ;;
+	*) echo "-c order_ext.archive_pause=$1 -c statement_timeout=${2}s" ;;
 	esac
 }
 
 # The row label of an interleaved variant.
 archive_bench_label() {
 	case $1 in
+	none) echo "none: a window with nothing in it" ;;
 	floor) echo "floor: one CPU kept busy, no archiving" ;;
 	floor-stream) echo "floor, writing 128 MB round and round" ;;
 	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
