@@ -18,13 +18,14 @@
 #    is archived in windows of BENCH_ARCHIVE_WINDOW
 #    (default 3) seconds, archive() being cancelled at the end of each window
 #    and called again after an idle window of the same length, with the pauses
-#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10 floor" ms; sqlN:
+#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10 floor none" ms; sqlN:
 #    pause N with order_ext.archive_statements on; floor: no archive() but
 #    test/bench/probe/cpu_share.c keeping the CPU the archiver keeps to busy,
 #    at its nice and with its yield check: what any archiver that uses one
 #    of the machine's CPUs costs create_order here; floor-stream: the same,
 #    writing a byte of every cache line of 128 MB round and round, the
-#    memory traffic of moving rows without the rows) in turn, while one pgbench
+#    memory traffic of moving rows without the rows; none: a window with
+#    nothing in it, the method's own noise) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
 #    inside idle windows; and that ratio again without pgbench's schedule lag
@@ -38,7 +39,7 @@
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
 ARCHIVE_WINDOW=${BENCH_ARCHIVE_WINDOW:-3}
-ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100 sql10 floor}
+ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100 sql10 floor none}
 
 # $1 / $2 printed with format $3; 0 when $2 is 0.
 archive_bench_div() {
