@@ -34,7 +34,9 @@
 #  13. with archive() owned by a role that may not delete from one live
 #      partition, the month goes by the statements, the log says why, the
 #      statements are refused naming that partition, and nothing of the
-#      batch moves; given back to its owner, archive() moves it.
+#      batch moves; given back to its owner, archive() moves it; a caller
+#      at its connection limit archives too (its archive process logs in as
+#      the caller).
 # Every other month here goes by the mover, never by the statements.
 use strict;
 use warnings;
@@ -389,6 +391,15 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.all_orders
 	WHERE archived AND order_id >= order_ext.min_order_id('2025-04-01')}), '0', 'nothing of the month moved');
 $node->safe_psql('postgres', q{ALTER FUNCTION order_ext.archive(interval, integer) OWNER TO CURRENT_USER});
 is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '28', 'given back to its owner, archive() moves it');
+# the archive process logs in as its caller: a caller at its connection limit
+# (the archive process is a background worker, which the limit does not count)
+$node->safe_psql('postgres', q{CREATE ROLE archive_caller LOGIN CONNECTION LIMIT 1;
+GRANT USAGE ON SCHEMA order_ext TO archive_caller;
+GRANT EXECUTE ON FUNCTION order_ext.archive(interval, integer) TO archive_caller;});
+make_month($node, 'postgres', '2025-05-01', 10, 0);
+$total += 10;
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)", extra_params => ['-U', 'archive_caller']),
+	'10', 'a caller at its connection limit archives');
 
 ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", "$total|0|0", 'every order in one place, with its rows');
