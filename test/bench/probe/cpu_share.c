@@ -18,7 +18,15 @@
  *       stream and stream-yield: spin and yield, their work writing a byte
  *       of every 64-byte line of a 128 MB buffer in turn (memory traffic
  *       and cache eviction, as moving rows has, without PostgreSQL; the
- *       buffer is faulted in before the SECONDS start)
+ *       buffer is faulted in before the SECONDS start); yield-sy: yield,
+ *       and sched_yield() at every look too (hands its CPU to a task
+ *       queued behind it there, which the look at /proc/loadavg misses
+ *       while the other CPU is idle)
+ *   /tmp/cpu_share wake NPROC SECONDS
+ *       NPROC processes each sleep a pseudo-random 1-9 ms, then work 300 us,
+ *       over and over; prints p50/p90/p99/max of how much later than asked
+ *       that work ended (waking up, waiting for a CPU, being interrupted):
+ *       the round trip of a small transaction, without PostgreSQL
  *   /tmp/cpu_share rate KIB SECONDS
  *       on CPU 0, increments counters at pseudo-random places of KIB KiB
  *       for SECONDS and prints how many rounds of 4096 it did per second:
@@ -92,6 +100,78 @@ victim(double secs)
 }
 
 static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * wake: NPROC processes each sleep a pseudo-random 1-9 ms, then work 300 us;
+ * the delay is how much later than asked the work ends (wake-up plus
+ * waiting for a CPU plus being interrupted), as a round trip of a
+ * create_order call has; prints p50/p90/p99/max of all delays.
+ */
+static int
+wake(int nproc, double secs)
+{
+	int			p;
+	int			fds[2];
+
+	if (pipe(fds) != 0)
+		return 1;
+	for (p = 0; p < nproc; p++)
+		if (fork() == 0)
+		{
+			double		end = now_us() + secs * 1e6;
+			unsigned long x = 12345 + p * 7919;
+
+			close(fds[0]);
+			while (now_us() < end)
+			{
+				double		want,
+							t0,
+							d;
+				int			sleep_us;
+
+				x = x * 6364136223846793005UL + 1;
+				sleep_us = 1000 + (int) ((x >> 33) % 8000);
+				t0 = now_us();
+				usleep(sleep_us);
+				want = t0 + sleep_us + 300;
+				t0 = now_us();
+				while (now_us() - t0 < 300)
+					;
+				d = now_us() - want;
+				if (write(fds[1], &d, sizeof(d)) != sizeof(d))
+					_exit(1);
+			}
+			_exit(0);
+		}
+	close(fds[1]);
+	{
+		size_t		n = 0,
+					cap = 1 << 16;
+		double	   *v = malloc(cap * sizeof(double));
+		double		d;
+
+		while (read(fds[0], &d, sizeof(d)) == sizeof(d))
+		{
+			if (n == cap)
+				v = realloc(v, (cap *= 2) * sizeof(double));
+			v[n++] = d;
+		}
+		qsort(v, n, sizeof(double), cmp_double);
+		if (n > 0)
+			printf("wake %d procs %.0f s: %zu delays, us p50 %.0f p90 %.0f p99 %.0f max %.0f\n",
+				   nproc, secs, n, v[n / 2], v[n * 9 / 10], v[n * 99 / 100], v[n - 1]);
+	}
+	return 0;
+}
+
+static int
 rate(long kib, double secs)
 {
 	cpu_set_t	zero;
@@ -134,6 +214,7 @@ hog(int cpu, double secs, const char *mode)
 	cpu_set_t	one;
 	FILE	   *f;
 	int			yield = strstr(mode, "yield") != NULL;
+	int			sy = strstr(mode, "-sy") != NULL;
 	size_t		stream = strncmp(mode, "stream", 6) == 0 ? STREAM_BYTES : 0,
 				at = 0;
 	volatile char *buf = stream ? malloc(stream) : NULL;
@@ -181,6 +262,8 @@ hog(int cpu, double secs, const char *mode)
 			for (i = 0; stream && i < 512; i++, at = (at + 64) % stream)
 				buf[at]++;
 		}
+		if (sy)
+			sched_yield();
 		for (us = 0; yield && fd >= 0 && us < 2000; us += 200)
 		{
 			if (RunnableTasks(fd) <= ncpu)
@@ -198,13 +281,16 @@ main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "victim") == 0)
 		return victim(atof(argv[2]));
+	if (argc == 4 && strcmp(argv[1], "wake") == 0 && atoi(argv[2]) > 0)
+		return wake(atoi(argv[2]), atof(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "rate") == 0 && atol(argv[2]) > 0)
 		return rate(atol(argv[2]), atof(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "hog") == 0 &&
 		(strcmp(argv[4], "spin") == 0 || strcmp(argv[4], "yield") == 0 ||
 		 strcmp(argv[4], "idle") == 0 || strcmp(argv[4], "idle-yield") == 0 ||
-		 strcmp(argv[4], "stream") == 0 || strcmp(argv[4], "stream-yield") == 0))
+		 strcmp(argv[4], "stream") == 0 || strcmp(argv[4], "stream-yield") == 0 ||
+		 strcmp(argv[4], "yield-sy") == 0))
 		return hog(atoi(argv[2]), atof(argv[3]), argv[4]);
-	fprintf(stderr, "usage: %s victim SECONDS | rate KIB SECONDS | hog CPU SECONDS spin|yield|idle|idle-yield|stream|stream-yield\n", argv[0]);
+	fprintf(stderr, "usage: %s victim SECONDS | wake NPROC SECONDS | rate KIB SECONDS | hog CPU SECONDS spin|yield|yield-sy|idle|idle-yield|stream|stream-yield\n", argv[0]);
 	return 2;
 }
