@@ -24,7 +24,9 @@
 #    at its nice and with its yield check: what any archiver that uses one
 #    of the machine's CPUs costs create_order here; floor-stream: the same,
 #    writing a byte of every cache line of 128 MB round and round, the
-#    memory traffic of moving rows without the rows; none: a window with
+#    memory traffic of moving rows without the rows; floor-io: the floor,
+#    while another process writes a file at the archiver's WAL rate with
+#    the WAL writer's flushes, the I/O without the rows; none: a window with
 #    nothing in it, the method's own noise) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
@@ -177,17 +179,20 @@ archive_bench_label() {
 	none) echo "none: a window with nothing in it" ;;
 	floor) echo "floor: one CPU kept busy, no archiving" ;;
 	floor-stream) echo "floor, writing 128 MB round and round" ;;
+	floor-io) echo "floor, and 56 MB/s written and flushed" ;;
 	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
 	*) echo "archive_pause $1 ms" ;;
 	esac
 }
 
 # The probe's hog mode of a floor variant: floor yields as the archiver does,
-# floor-stream also writes memory as it goes.
+# floor-stream also writes memory as it goes, floor-io has a file written and
+# flushed meanwhile.
 archive_bench_floor_mode() {
 	case $1 in
 	floor) echo yield ;;
 	floor-stream) echo stream-yield ;;
+	floor-io) echo io-yield ;;
 	*) echo "unknown variant $1" >&2; return 1 ;;
 	esac
 }

@@ -22,6 +22,12 @@
  *       and sched_yield() at every look too (hands its CPU to a task
  *       queued behind it there, which the look at /proc/loadavg misses
  *       while the other CPU is idle)
+ *       io-yield: yield, while a child process in a session of its own, at
+ *       nice 0 and on any CPU, writes IO_MB_PER_S to a 64 MB file in
+ *       $TMPDIR (or /tmp) round and round, 64 kB at a time, with an
+ *       fdatasync every 20 ms: the WAL the archiver makes at its rate (about
+ *       3 kB per order at 19,000 orders/s) and the WAL writer's flushes,
+ *       without PostgreSQL
  *   /tmp/cpu_share wake NPROC SECONDS
  *       NPROC processes each sleep a pseudo-random 1-9 ms, then work 300 us,
  *       over and over; prints p50/p90/p99/max of how much later than asked
@@ -47,6 +53,9 @@
 #include "../../../src/runnable.h"	/* the archiver's own check */
 
 #define STREAM_BYTES ((size_t) 128 << 20)
+#define IO_MB_PER_S 56
+#define IO_FILE_BYTES ((off_t) 64 << 20)
+#define IO_CHUNK (64 << 10)
 
 static double
 now_us(void)
@@ -208,6 +217,56 @@ rate(long kib, double secs)
 	return 0;
 }
 
+/* io-yield's writer: IO_MB_PER_S into a file, fdatasync every 20 ms, for secs */
+static void
+io_writer(double secs)
+{
+	const char *dir = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+	char		path[4096];
+	static char chunk[IO_CHUNK];
+	double		start = now_us(),
+				last_sync = start;
+	long		written = 0;
+	off_t		at = 0;
+	int			fd;
+
+	setsid();					/* an autogroup of its own, as the WAL writer has */
+	snprintf(path, sizeof(path), "%s/cpu_share_io.%d", dir, (int) getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+	{
+		perror(path);
+		_exit(1);
+	}
+	unlink(path);
+	memset(chunk, 'x', sizeof(chunk));
+	while (now_us() - start < secs * 1e6)
+	{
+		double		t = now_us();
+
+		/* ahead of the rate: sleep until it catches up */
+		if (written >= (t - start) / 1e6 * IO_MB_PER_S * 1048576.0)
+		{
+			usleep(1000);
+			continue;
+		}
+		if (pwrite(fd, chunk, IO_CHUNK, at) != IO_CHUNK)
+		{
+			perror("pwrite");
+			_exit(1);
+		}
+		written += IO_CHUNK;
+		at = (at + IO_CHUNK) % IO_FILE_BYTES;
+		if (t - last_sync >= 20000)
+		{
+			fdatasync(fd);
+			last_sync = t;
+		}
+	}
+	fprintf(stderr, "io writer: %.0f MB in %.1f s\n", written / 1048576.0, (now_us() - start) / 1e6);
+	_exit(0);
+}
+
 static int
 hog(int cpu, double secs, const char *mode)
 {
@@ -223,6 +282,8 @@ hog(int cpu, double secs, const char *mode)
 				slept = 0;
 	double		end = now_us() + secs * 1e6;
 
+	if (strncmp(mode, "io", 2) == 0 && fork() == 0)
+		io_writer(secs);		/* before the hog's CPU, nice and autogroup */
 	CPU_ZERO(&one);
 	CPU_SET(cpu, &one);
 	if (sched_setaffinity(0, sizeof(one), &one) != 0)
@@ -289,8 +350,8 @@ main(int argc, char **argv)
 		(strcmp(argv[4], "spin") == 0 || strcmp(argv[4], "yield") == 0 ||
 		 strcmp(argv[4], "idle") == 0 || strcmp(argv[4], "idle-yield") == 0 ||
 		 strcmp(argv[4], "stream") == 0 || strcmp(argv[4], "stream-yield") == 0 ||
-		 strcmp(argv[4], "yield-sy") == 0))
+		 strcmp(argv[4], "yield-sy") == 0 || strcmp(argv[4], "io-yield") == 0))
 		return hog(atoi(argv[2]), atof(argv[3]), argv[4]);
-	fprintf(stderr, "usage: %s victim SECONDS | wake NPROC SECONDS | rate KIB SECONDS | hog CPU SECONDS spin|yield|yield-sy|idle|idle-yield|stream|stream-yield\n", argv[0]);
+	fprintf(stderr, "usage: %s victim SECONDS | wake NPROC SECONDS | rate KIB SECONDS | hog CPU SECONDS spin|yield|yield-sy|io-yield|idle|idle-yield|stream|stream-yield\n", argv[0]);
 	return 2;
 }
