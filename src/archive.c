@@ -1211,9 +1211,10 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
  * ArchiveYieldPoint, and archive_yield() -> boolean for the SQL statements
  *		The yield point of the batch mover and statements
  *		(order_ext.archive_yield): called for every row they move, between
- *		rows, and by the mover also for every order of its window scan and
- *		between the index inserts of its buffered history rows (no buffer
- *		lock held).
+ *		rows, and by the mover also for every order of its window scan,
+ *		between the chunks of its multi-row heap inserts (ArchiveYieldRows)
+ *		and between the index inserts of its buffered history rows (no
+ *		buffer lock held).
  *		Every YIELD_EVERY rows it looks at how many tasks are runnable on the
  *		machine (/proc/loadavg); while more are than there are CPUs, some
  *		live work is waiting for one, and this process sleeps YIELD_SLEEP_US
@@ -1233,13 +1234,29 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 void
 ArchiveYieldPoint(void)
 {
+	ArchiveYieldRows(1);
+}
+
+/*
+ * ArchiveYieldRows
+ *		The yield point after 'rows' rows done in one step (a chunk of a
+ *		multi-row insert): looks if YIELD_EVERY rows or more are done since
+ *		the last look.
+ */
+void
+ArchiveYieldRows(int rows)
+{
 	static uint32 calls = 0;
 	static int	fd = -2;		/* -2: not opened yet; -1: none */
 	static long ncpu;
 	int			slept;
 
-	if (!archive_yielding || ++calls % YIELD_EVERY != 0)
+	if (!archive_yielding)
 		return;
+	calls += rows;
+	if (calls < YIELD_EVERY)
+		return;
+	calls = 0;
 	if (fd == -2)
 	{
 		fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);

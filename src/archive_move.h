@@ -45,5 +45,6 @@ extern const char *ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, in
 
 /* archive.c */
 extern void ArchiveYieldPoint(void);
+extern void ArchiveYieldRows(int rows);
 
 #endif
