@@ -71,7 +71,7 @@
 #define MOVE_BUFFER_BYTES	(64 * 1024)
 /*
  * Rows per table_multi_insert() call of a flush, with a yield point between
- * calls: a whole buffer's heap insert took about 0.5 ms without one, the
+ * calls: a whole buffer's heap insert took about 0.6 ms without one, the
  * longest stretch of a batch without a look for waiting live work (the page
  * being filled stays pinned in the bulk-insert state from one call to the
  * next, so the rows fill the same pages as in one call).

@@ -166,11 +166,17 @@ wake(int nproc, double secs)
 		double	   *v = malloc(cap * sizeof(double));
 		double		d;
 
-		while (read(fds[0], &d, sizeof(d)) == sizeof(d))
+		while (v != NULL && read(fds[0], &d, sizeof(d)) == sizeof(d))
 		{
 			if (n == cap)
 				v = realloc(v, (cap *= 2) * sizeof(double));
-			v[n++] = d;
+			if (v != NULL)
+				v[n++] = d;
+		}
+		if (v == NULL)
+		{
+			perror("malloc");
+			return 1;
 		}
 		qsort(v, n, sizeof(double), cmp_double);
 		if (n > 0)
