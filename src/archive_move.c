@@ -12,8 +12,8 @@
  * a history column that differs from its live one, missing privileges.
  * Those statements do the same thing with the executor's generality; this
  * does it without a plan, a tuple store or one index descent per order id,
- * which is most of the archiver's CPU (see README, "Archiving history
- * orders") and so most of what it takes from live traffic.
+ * which is most of the archiver's CPU (see docs/archive-benchmark.md, "The
+ * mover") and so most of what it takes from live traffic.
  *
  * What a batch does, in the caller's transaction:
  *   1. An index range scan of the live orders partition's primary key after

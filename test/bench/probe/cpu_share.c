@@ -1,7 +1,7 @@
 /*
  * cpu_share.c — how much a CPU-bound process on one CPU disturbs a process
  * that has the other CPU to itself; not part of the extension or the suite.
- * README ("Archiving history orders", benchmark) quotes what it printed.
+ * docs/archive-benchmark.md quotes what it printed.
  *
  *   gcc -O2 -o /tmp/cpu_share test/bench/probe/cpu_share.c
  *   /tmp/cpu_share victim SECONDS
