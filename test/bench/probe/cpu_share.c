@@ -169,7 +169,13 @@ wake(int nproc, double secs)
 		while (v != NULL && read(fds[0], &d, sizeof(d)) == sizeof(d))
 		{
 			if (n == cap)
-				v = realloc(v, (cap *= 2) * sizeof(double));
+			{
+				double	   *more = realloc(v, (cap *= 2) * sizeof(double));
+
+				if (more == NULL)
+					free(v);
+				v = more;
+			}
 			if (v != NULL)
 				v[n++] = d;
 		}
@@ -288,8 +294,18 @@ hog(int cpu, double secs, const char *mode)
 				slept = 0;
 	double		end = now_us() + secs * 1e6;
 
-	if (strncmp(mode, "io", 2) == 0 && fork() == 0)
-		io_writer(secs);		/* before the hog's CPU, nice and autogroup */
+	if (strncmp(mode, "io", 2) == 0)
+	{
+		pid_t		writer = fork();
+
+		if (writer < 0)
+		{
+			perror("fork");		/* not a floor-io window without its writer */
+			return 1;
+		}
+		if (writer == 0)
+			io_writer(secs);	/* before the hog's CPU, nice and autogroup */
+	}
 	CPU_ZERO(&one);
 	CPU_SET(cpu, &one);
 	if (sched_setaffinity(0, sizeof(one), &one) != 0)
