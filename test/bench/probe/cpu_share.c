@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -293,11 +294,11 @@ hog(int cpu, double secs, const char *mode)
 	long		ncpu = sysconf(_SC_NPROCESSORS_ONLN),
 				slept = 0;
 	double		end = now_us() + secs * 1e6;
+	pid_t		writer = 0;
 
 	if (strncmp(mode, "io", 2) == 0)
 	{
-		pid_t		writer = fork();
-
+		writer = fork();
 		if (writer < 0)
 		{
 			perror("fork");		/* not a floor-io window without its writer */
@@ -356,6 +357,17 @@ hog(int cpu, double secs, const char *mode)
 		}
 	}
 	fprintf(stderr, "hog (%s): slept %ld ms\n", mode, slept / 1000);
+	if (writer > 0)
+	{
+		/* a writer that stopped early (open or pwrite failed) left a plain floor */
+		int			status;
+
+		if (waitpid(writer, &status, 0) != writer || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		{
+			fprintf(stderr, "hog (%s): the io writer failed\n", mode);
+			return 1;
+		}
+	}
 	return 0;
 }
 
