@@ -19,7 +19,8 @@
 #    (default 3) seconds, archive() being cancelled at the end of each window
 #    and called again after an idle window of the same length, with the pauses
 #    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10 floor none" ms; sqlN:
-#    pause N with order_ext.archive_statements on; floor: no archive() but
+#    pause N with order_ext.archive_statements on; N:R/E: pause N with rests
+#    of R us after every E us of work (order_ext.archive_rest); floor: no archive() but
 #    test/bench/probe/cpu_share.c keeping the CPU the archiver keeps to busy,
 #    at its nice and with its yield check: what any archiver that uses one
 #    of the machine's CPUs costs create_order here; floor-stream: the same,
@@ -165,10 +166,18 @@ archive_bench_interleaved() {
 
 # The session options of interleaved variant $1 in windows of $2 seconds: "N"
 # is order_ext.archive_pause N ms with the mover, "sqlN" the same with the SQL
-# statements; statement_timeout cancels archive() at the window's end.
+# statements, "N:R/E" pause N ms with rests of R us after every E us of work
+# (order_ext.archive_rest, archive_rest_every); statement_timeout cancels
+# archive() at the window's end.
 archive_bench_options() {
+	local rest
 	case $1 in
 	sql*) echo "-c order_ext.archive_pause=${1#sql} -c order_ext.archive_statements=on -c statement_timeout=${2}s" ;;
+	*:*/*)
+		rest=${1#*:}
+		echo "-c order_ext.archive_pause=${1%%:*} -c order_ext.archive_rest=${rest%/*}" \
+			"-c order_ext.archive_rest_every=${rest#*/} -c statement_timeout=${2}s"
+		;;
 	*) echo "-c order_ext.archive_pause=$1 -c statement_timeout=${2}s" ;;
 	esac
 }
@@ -181,6 +190,7 @@ archive_bench_label() {
 	floor-stream) echo "floor, writing 128 MB round and round" ;;
 	floor-io) echo "floor, and 56 MB/s written and flushed" ;;
 	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
+	*:*/*) echo "archive_pause ${1%%:*} ms, rest ${1#*:} us" ;;
 	*) echo "archive_pause $1 ms" ;;
 	esac
 }

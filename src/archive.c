@@ -26,7 +26,8 @@
  *     the archivable ones among them, pausing order_ext.archive_pause
  *     between batches, keeping to one CPU and stepping aside inside a batch
  *     whenever live work waits for a CPU (order_ext.archive_yield, see
- *     ArchiveOneCpu() and ArchiveYieldPoint()).  Each batch first deletes
+ *     ArchiveOneCpu() and ArchiveYieldPoint()), and resting inside a batch
+ *     if asked to (order_ext.archive_rest, ArchiveRest()).  Each batch first deletes
  *     the order rows (which locks them: every writer of an order's rows
  *     locks the order row first) and copies them into history, then moves
  *     the child rows of exactly those orders, read with a snapshot taken
@@ -92,6 +93,7 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "portability/instr_time.h"
 #include "utils/timestamp.h"
 
 #include "archive.h"
@@ -105,6 +107,8 @@
 #define MONTH_ATTEMPTS	3
 
 int			oe_archive_pause_ms = 10;
+int			oe_archive_rest_us = 0;
+int			oe_archive_rest_every_us = 1000;
 bool		oe_archive_yield = true;
 bool		oe_archive_statements = false;
 
@@ -113,6 +117,18 @@ static bool archive_yielding = false;
 
 /* Microseconds archive_yield() slept in this run (ArchiveRun resets it). */
 static int64 archive_yielded_us = 0;
+
+/*
+ * This run's rests inside batches (order_ext.archive_rest, see ArchiveRest):
+ * their length and the work between two of them in microseconds (rest 0:
+ * none), when the work since the last rest began (zero: not yet), and what
+ * they came to.
+ */
+static int32 archive_rest_us = 0;
+static int32 archive_rest_every_us = 0;
+static instr_time archive_work_from;
+static int64 archive_rested_us = 0;
+static int64 archive_rests = 0;
 
 /* The CPU ArchiveOneCpu() keeps this run to, or -1 */
 static int	archive_cpu = -1;
@@ -125,9 +141,7 @@ typedef struct ArchiveShared
 	Oid			useroid;		/* the role archive() runs as: its owner */
 	Interval	older_than;
 	int32		batch_size;
-	int32		pause_ms;
-	bool		yield;
-	bool		statements;
+	ArchivePace pace;
 	int64		moved;
 	bool		finished;
 	int			sqlerrcode;
@@ -179,6 +193,9 @@ typedef struct PartInfo
 PG_FUNCTION_INFO_V1(archive);
 PG_FUNCTION_INFO_V1(archive_yield);
 PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
+
+static void ArchiveWorkFromNow(void);
+static void ArchiveRest(void);
 
 /*
  * The archivable test on an order row of alias o; K is the terminal list.
@@ -810,6 +827,7 @@ BatchPause(ArchiveState *st, const char *what)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 st->pause_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		ArchiveWorkFromNow();	/* a pause is a rest too */
 	}
 }
 
@@ -1099,14 +1117,51 @@ ArchiveOneCpu(bool on)
 }
 
 /*
+ * ArchivePaceFromSettings
+ *		The pace of a run asked for now: this session's settings (for the
+ *		background worker, those of its configuration).
+ */
+void
+ArchivePaceFromSettings(ArchivePace *pace)
+{
+	pace->pause_ms = oe_archive_pause_ms;
+	pace->rest_us = oe_archive_rest_us;
+	pace->rest_every_us = oe_archive_rest_every_us;
+	pace->yield = oe_archive_yield;
+	pace->statements = oe_archive_statements;
+}
+
+/*
+ * ArchiveDoneLine
+ *		The closing line of a run: "done", and how it stepped aside (yields,
+ *		rests, its CPU) when it was to or did.
+ */
+static const char *
+ArchiveDoneLine(const ArchivePace *pace)
+{
+	StringInfoData line;
+
+	initStringInfo(&line);
+	appendStringInfoString(&line, "done");
+	if (pace->yield || archive_yielded_us > 0)
+		appendStringInfo(&line, ", " INT64_FORMAT " ms yielded to live work", archive_yielded_us / 1000);
+	if (pace->rest_us > 0 || archive_rests > 0)
+		appendStringInfo(&line, ", " INT64_FORMAT " rests of %d us after every %d us of work (" INT64_FORMAT " ms)",
+						 archive_rests, pace->rest_us, pace->rest_every_us, archive_rested_us / 1000);
+	if (archive_cpu >= 0)
+		appendStringInfo(&line, ", kept to CPU %d", archive_cpu);
+	return line.data;
+}
+
+/*
  * ArchiveRun
  *		One archive run, in transactions of its own (the caller is a
  *		background process outside any transaction).  With wait_for_lock
  *		false, returns 0 with *skipped set if another run holds the lock.
  */
 int64
-ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yield,
-		   bool statements, bool wait_for_lock, bool *skipped)
+ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace,
+		   bool wait_for_lock, bool *skipped)
 {
 	ArchiveState st;
 	ArchiveMonth *months = NULL;
@@ -1119,10 +1174,13 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 	memset(&st, 0, sizeof(st));
 	*skipped = false;
 	st.batch_size = batch_size;
-	st.pause_ms = pause_ms;
-	st.yield_point = yield ? " WHERE order_ext.archive_yield()" : "";
-	st.statements = statements;
+	st.pause_ms = pace->pause_ms;
+	/* the statements' yield point also takes the rests */
+	st.yield_point = pace->yield || pace->rest_us > 0 ? " WHERE order_ext.archive_yield()" : "";
+	st.statements = pace->statements;
 	archive_yielded_us = 0;
+	archive_rested_us = 0;
+	archive_rests = 0;
 	st.last_log = GetCurrentTimestamp();
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
@@ -1140,9 +1198,12 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 		return 0;
 	}
 
-	if (yield)
+	if (pace->yield)
 		ArchiveOneCpu(true);
-	archive_yielding = yield;
+	archive_yielding = pace->yield;
+	archive_rest_us = pace->rest_us;
+	archive_rest_every_us = pace->rest_every_us;
+	ArchiveWorkFromNow();
 	st.cxt = AllocSetContextCreate(TopMemoryContext, "order_ext archive", ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(st.cxt);
 	PG_TRY();
@@ -1182,17 +1243,15 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
 		}
 		AfterSalesSweep(&st);
-		/* a run that yielded says so, also one that should not have */
-		Report(&st, !yield && archive_yielded_us == 0 ? "done" :
-			   psprintf("done, " INT64_FORMAT " ms yielded to live work%s", archive_yielded_us / 1000,
-						archive_cpu < 0 ? "" : psprintf(", kept to CPU %d", archive_cpu)),
-			   st.moved > 0);
+		/* a run that yielded or rested says so, also one that should not have */
+		Report(&st, ArchiveDoneLine(pace), st.moved > 0);
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextDelete(st.cxt);
 		archive_yielding = false;
+		archive_rest_us = 0;
 		ArchiveOneCpu(false);
 		(void) ArchiveLock(false, false);
 		PG_RE_THROW();
@@ -1200,6 +1259,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	archive_yielding = false;
+	archive_rest_us = 0;
 	ArchiveOneCpu(false);
 	(void) ArchiveLock(false, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1219,13 +1279,15 @@ ArchiveRun(const Interval *older_than, int32 batch_size, int32 pause_ms, bool yi
  *		machine (/proc/loadavg); while more are than there are CPUs, some
  *		live work is waiting for one, and this process sleeps YIELD_SLEEP_US
  *		at a time, at most YIELD_MAX_US per look, so that it always gets on.
+ *		There too it takes the rests of order_ext.archive_rest (ArchiveRest).
  *
  *		Why not leave it to the scheduler: measured on Linux 6.18 with two
  *		CPUs, an archiver at nice 10 (and its autogroup at nice 10) ran its
  *		40 ms batches on one CPU unpreempted while the backends queued behind
  *		each other on the other; sched_yield, a SCHED_IDLE policy and custom
  *		EEVDF slices did not change it.  Always true; a no-op outside a run
- *		with order_ext.archive_yield on, and where there is no /proc/loadavg.
+ *		with order_ext.archive_yield on or order_ext.archive_rest above 0; its
+ *		yield check also where there is no /proc/loadavg.
  */
 #define YIELD_EVERY		16
 #define YIELD_SLEEP_US	200
@@ -1249,20 +1311,20 @@ ArchiveYieldRows(int rows)
 	static uint32 calls = 0;
 	static int	fd = -2;		/* -2: not opened yet; -1: none */
 	static long ncpu;
-	int			slept;
+	int			slept = 0;
 
-	if (!archive_yielding)
+	if (!archive_yielding && archive_rest_us <= 0)
 		return;
 	calls += rows;
 	if (calls < YIELD_EVERY)
 		return;
 	calls = 0;
-	if (fd == -2)
+	if (archive_yielding && fd == -2)
 	{
 		fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	}
-	for (slept = 0; fd >= 0 && ncpu > 0 && slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
+	for (; archive_yielding && fd >= 0 && ncpu > 0 && slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
 	{
 		if (RunnableTasks(fd) <= ncpu)
 			break;
@@ -1270,6 +1332,49 @@ ArchiveYieldRows(int rows)
 		archive_yielded_us += YIELD_SLEEP_US;
 		CHECK_FOR_INTERRUPTS();
 	}
+	if (archive_rest_us <= 0)
+		return;
+	if (slept > 0)
+		ArchiveWorkFromNow();	/* it just stepped aside */
+	else
+		ArchiveRest();
+}
+
+/*
+ * ArchiveRest, ArchiveWorkFromNow
+ *		Rests inside batches (order_ext.archive_rest): at a yield point,
+ *		once archive_rest_every_us of work have passed since the last rest
+ *		(or pause, or yield), sleep archive_rest_us.
+ *
+ *		Why: live work that wakes while the archiver has a CPU waits for it
+ *		at least until the scheduler preempts the archiver, and on two CPUs
+ *		that wait reaches create_order's tail even when the other CPU is
+ *		free most of the time.  The pause between batches does not help
+ *		there: a batch is tens of milliseconds of work.  Short rests often
+ *		(docs/archive-benchmark.md: 0.25-0.5 ms after every millisecond)
+ *		leave the CPU to whatever waits for it, at a known cost in rate;
+ *		the yield check only sees waiters at the moment it looks.
+ */
+static void
+ArchiveWorkFromNow(void)
+{
+	INSTR_TIME_SET_CURRENT(archive_work_from);
+}
+
+static void
+ArchiveRest(void)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, archive_work_from);
+	if ((int64) INSTR_TIME_GET_MICROSEC(now) < archive_rest_every_us)
+		return;
+	pg_usleep(archive_rest_us);
+	archive_rested_us += archive_rest_us;
+	archive_rests++;
+	CHECK_FOR_INTERRUPTS();
+	ArchiveWorkFromNow();
 }
 
 Datum
@@ -1351,8 +1456,7 @@ ArchiveWorkerMain(Datum main_arg)
 		char		results[64];
 
 		run_id = RunsBegin("archive");
-		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, sh->pause_ms, sh->yield, sh->statements,
-								 true, &skipped);
+		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, &sh->pace, true, &skipped);
 		snprintf(results, sizeof(results), "{\"archive\": " INT64_FORMAT "}", sh->moved);
 		RunsEnd(run_id, "succeeded", results, NULL);
 		sh->finished = true;
@@ -1447,9 +1551,7 @@ archive(PG_FUNCTION_ARGS)
 	sh->useroid = GetUserId();
 	sh->older_than = *older_than;
 	sh->batch_size = batch_size;
-	sh->pause_ms = oe_archive_pause_ms;
-	sh->yield = oe_archive_yield;
-	sh->statements = oe_archive_statements;
+	ArchivePaceFromSettings(&sh->pace);
 
 	BgWorkerFill(&worker, "ArchiveWorkerMain", "order_ext archive",
 				 UInt32GetDatum(dsm_segment_handle(seg)));

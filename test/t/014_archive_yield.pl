@@ -73,6 +73,36 @@ kill 'KILL', @hogs;
 waitpid($_, 0) for @hogs;
 @hogs = ();
 
+# order_ext.archive_rest: with yield off, a run rests archive_rest us after
+# every archive_rest_every us of work, with the mover and with the
+# statements alike; its closing log line counts the rests, and they took
+# their time (the run lasted at least as long as its rests)
+sub rest_month
+{
+	my ($month, $statements) = @_;
+	make_month($node, 'postgres', $month, $N, 1);
+	my $offset = -s $node->logfile;
+	my $t0 = Time::HiRes::time();
+	my $moved = $node->safe_psql('postgres',
+		"SET order_ext.archive_yield = off; SET order_ext.archive_rest = 500; "
+		  . "SET order_ext.archive_rest_every = 100; SET order_ext.archive_statements = $statements; "
+		  . "SELECT order_ext.archive('30 days', 200)");
+	my $secs = Time::HiRes::time() - $t0;
+	is($moved, $N - 1, "archive_rest, statements $statements: every finished order of $month moved");
+	my $log = slurp_file($node->logfile, $offset);
+	my ($done) = $log =~ /(order_ext archive: done[^\n]*)/;
+	my ($rests, $ms) = ($done // '') =~ /done, (\d+) rests of 500 us after every 100 us of work \((\d+) ms\)/;
+	ok(defined $rests && $rests > 0, "archive_rest, statements $statements: the run rested ($done)");
+	is($ms, int(($rests // 0) * 500 / 1000), "archive_rest, statements $statements: its rests add up");
+	cmp_ok($secs, '>=', ($rests // 0) * 0.0005,
+		"archive_rest, statements $statements: the run lasted at least as long as its rests ($secs s)");
+	unlike($done // '', qr/yielded/, "archive_rest, statements $statements: with archive_yield off it never yields");
+}
+rest_month('2024-06-01', 'off');
+rest_month('2024-07-01', 'on');
+is(placement($node, 'postgres'), join('|', 4 * $N, 0, 0, 3 * 4 * $N, 4 * $N, 4 * $N, 2 * 4 * $N),
+	'after the runs with rests every order is in exactly one place with all its rows');
+
 # the CPUs process $pid may run on, as a list ("0-3,6" -> "0,1,2,3,6")
 sub cpus_of
 {
