@@ -16,6 +16,15 @@
  * $PGDATA/order_ext_ids.state.  At start-up the generator resumes from that
  * horizon, so no id issued before a crash can be issued again, whatever the
  * clock says after the restart.
+ *
+ * Writing the file durably takes fsyncs, under a lock every id-issuing
+ * backend would queue on; while the disk is busy (a checkpoint, archiving,
+ * new WAL segments) an fsync took tens of milliseconds, which create_order's
+ * tail showed (docs/archive-benchmark.md).  So the launcher (worker.c) keeps
+ * the horizon ahead while ids are being issued (OrderIdsKeepAhead): a
+ * backend writes the file itself only when it runs into the horizon, which
+ * with the launcher running happens after an idle spell, or where the
+ * launcher cannot keep up.
  */
 #include "postgres.h"
 
@@ -35,7 +44,9 @@
 #include "order_ext.h"
 
 #define OE_ID_STATE_FILE		"order_ext_ids.state"
-#define OE_ID_HORIZON_STEP_MS	2000
+#define OE_ID_HORIZON_STEP_MS	4000
+/* the launcher moves the horizon on when ids come within this of it */
+#define OE_ID_HORIZON_AHEAD_MS	2500
 
 typedef struct OrderIdState
 {
@@ -195,6 +206,37 @@ ExtendHorizon(uint64 ms)
 	{
 		uint64		horizon = ms + OE_ID_HORIZON_STEP_MS;
 
+		WriteHorizonFile(horizon);
+		pg_atomic_write_u64(&id_state->horizon, horizon);
+	}
+	LWLockRelease(id_state->lock);
+}
+
+/*
+ * OrderIdsKeepAhead
+ *		Called by the launcher about every OE_ID_KEEP_AHEAD_INTERVAL_MS: while
+ *		ids are being issued (the last one is within OE_ID_HORIZON_AHEAD_MS
+ *		of the horizon), move the horizon OE_ID_HORIZON_STEP_MS past the
+ *		later of now and the last id, so that no backend has to.  Ids not
+ *		being issued, it writes nothing.  Never waits for the lock: a backend
+ *		holding it is writing the file already.
+ */
+void
+OrderIdsKeepAhead(void)
+{
+	uint64		last_ms;
+	uint64		horizon;
+
+	if (id_state == NULL)
+		return;
+	last_ms = pg_atomic_read_u64(&id_state->last) >> OE_ID_SEQ_BITS;
+	if (last_ms + OE_ID_HORIZON_AHEAD_MS < pg_atomic_read_u64(&id_state->horizon))
+		return;
+	if (!LWLockConditionalAcquire(id_state->lock, LW_EXCLUSIVE))
+		return;
+	horizon = Max(NowMs(), last_ms) + OE_ID_HORIZON_STEP_MS;
+	if (horizon > pg_atomic_read_u64(&id_state->horizon))
+	{
 		WriteHorizonFile(horizon);
 		pg_atomic_write_u64(&id_state->horizon, horizon);
 	}

@@ -822,7 +822,9 @@ LauncherSync(void)
 
 /*
  * OrderLauncherMain
- *		Keep one worker per configured database; never exits with code 0.
+ *		Keep one worker per configured database, and the order id horizon
+ *		ahead of the ids being issued (OrderIdsKeepAhead); never exits with
+ *		code 0.
  */
 void
 OrderLauncherMain(Datum main_arg)
@@ -855,6 +857,9 @@ OrderLauncherMain(Datum main_arg)
 		MemoryContextSwitchTo(cxt);
 		sleep_ms = LauncherSync();
 		MemoryContextReset(cxt);
+		/* the order id horizon, off the backends' path (ids.c) */
+		OrderIdsKeepAhead();
+		sleep_ms = Min(sleep_ms, OE_ID_KEEP_AHEAD_INTERVAL_MS);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
