@@ -62,6 +62,14 @@ SETTINGS=(
 	"max_wal_size = '8GB'"
 	"checkpoint_timeout = '30min'"
 )
+# BENCH_SETTINGS_EXTRA="name = value; name = value": more server settings,
+# after these (later lines win), for trying a setting's effect; the results
+# header lists them with the rest.
+IFS=';' read -r -a SETTINGS_EXTRA <<<"${BENCH_SETTINGS_EXTRA:-}"
+for s in "${SETTINGS_EXTRA[@]}"; do
+	s=$(echo "$s" | sed 's/^ *//; s/ *$//')
+	[ -n "$s" ] && SETTINGS+=("$s")
+done
 
 # BENCH_HUGE_PAGES=on: reserve HUGE_PAGES_EXTRA more 2 MB pages in
 # vm.nr_hugepages for the run (as root; 1.25 GiB, enough for the 1 GB of
