@@ -18,9 +18,11 @@
 #    is archived in windows of BENCH_ARCHIVE_WINDOW
 #    (default 3) seconds, archive() being cancelled at the end of each window
 #    and called again after an idle window of the same length, with the pauses
-#    of BENCH_ARCHIVE_PAUSES (default "10 30 60 100 sql10 floor none" ms; sqlN:
-#    pause N with order_ext.archive_statements on; N:R/E: pause N with rests
-#    of R us after every E us of work (order_ext.archive_rest); floor: no archive() but
+#    of BENCH_ARCHIVE_PAUSES (default "10 10:0/1000 100 sql10 floor none" ms;
+#    N: pause N with the server's rests, order_ext.archive_rest's default
+#    unless set; sqlN: the same with order_ext.archive_statements on; N:R/E:
+#    pause N with rests of R us after every E us of work, N:0/E without
+#    rests; floor: no archive() but
 #    test/bench/probe/cpu_share.c keeping the CPU the archiver keeps to busy,
 #    at its nice and with its yield check: what any archiver that uses one
 #    of the machine's CPUs costs create_order here; floor-stream: the same,
@@ -42,7 +44,7 @@
 # Goals (issue 6): whole month < 1 s; batch >= 20,000 orders/s; p99 ratio <= 1.5.
 
 ARCHIVE_WINDOW=${BENCH_ARCHIVE_WINDOW:-3}
-ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 30 60 100 sql10 floor none}
+ARCHIVE_PAUSES=${BENCH_ARCHIVE_PAUSES:-10 10:0/1000 100 sql10 floor none}
 
 # $1 / $2 printed with format $3; 0 when $2 is 0.
 archive_bench_div() {
@@ -190,8 +192,9 @@ archive_bench_label() {
 	floor-stream) echo "floor, writing 128 MB round and round" ;;
 	floor-io) echo "floor, and 56 MB/s written and flushed" ;;
 	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
+	*:0/*) echo "archive_pause ${1%%:*} ms, no rests" ;;
 	*:*/*) echo "archive_pause ${1%%:*} ms, rest ${1#*:} us" ;;
-	*) echo "archive_pause $1 ms" ;;
+	*) echo "archive_pause $1 ms, rests as set" ;;
 	esac
 }
 

@@ -285,10 +285,11 @@ FROM a WHERE a.n = 4;
 -- order_ext.archive_yield (on by default): the batch statements (used where
 -- the built-in mover cannot take a month, or with order_ext.archive_statements
 -- on) call the internal order_ext.archive_yield() for every row they move,
--- which steps aside while live work waits for a CPU; with the setting off
--- they do not call it.  Seen by taking the function away for a moment: the
--- run then fails and moves nothing, unless the setting is off.  (The mover
--- calls the same code in C: TAP test 014.)
+-- which steps aside while live work waits for a CPU (and takes the rests of
+-- order_ext.archive_rest, below); with the setting off and no rests they do
+-- not call it.  Seen by taking the function away for a moment: the run then
+-- fails and moves nothing, unless both are off.  (The mover calls the same
+-- code in C: TAP test 014.)
 SHOW order_ext.archive_yield;
 SET order_ext.archive_statements = on;
 INSERT INTO a SELECT 5, order_ext.min_order_id('2024-04-25');
@@ -298,8 +299,12 @@ ALTER FUNCTION order_ext.archive_yield() RENAME TO archive_yield_away;
 SELECT order_ext.archive('30 days') AS moved_without_yield_point;
 SELECT count(*) AS still_live FROM order_ext.orders WHERE order_id = (SELECT id FROM a WHERE n = 5);
 SET order_ext.archive_yield = off;
+-- the rests alone keep the yield point
+SELECT order_ext.archive('30 days') AS moved_resting_without_yield_point;
+SET order_ext.archive_rest = 0;
 SELECT order_ext.archive('30 days') AS moved_yield_off;
 RESET order_ext.archive_yield;
+RESET order_ext.archive_rest;
 RESET order_ext.archive_statements;
 ALTER FUNCTION order_ext.archive_yield_away() RENAME TO archive_yield;
 SELECT count(*) AS archived FROM order_ext.orders_history WHERE order_id = (SELECT id FROM a WHERE n = 5);
@@ -307,7 +312,7 @@ SELECT count(*) AS archived FROM order_ext.orders_history WHERE order_id = (SELE
 SELECT order_ext.archive_yield() AS yield_point;
 SELECT has_function_privilege('public', 'order_ext.archive_yield()', 'EXECUTE') AS public_may_call;
 
--- order_ext.archive_rest (off by default): rests of that many microseconds
+-- order_ext.archive_rest (default 250; 0: none): rests of that many microseconds
 -- inside a batch after every order_ext.archive_rest_every microseconds of
 -- work, at the same yield points, with the mover and the statements alike,
 -- also with archive_yield off (TAP test 014 counts them in the log).

@@ -107,7 +107,7 @@
 #define MONTH_ATTEMPTS	3
 
 int			oe_archive_pause_ms = 10;
-int			oe_archive_rest_us = 0;
+int			oe_archive_rest_us = 250;
 int			oe_archive_rest_every_us = 1000;
 bool		oe_archive_yield = true;
 bool		oe_archive_statements = false;

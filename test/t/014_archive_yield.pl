@@ -44,14 +44,15 @@ for (1 .. $ncpu + 1)
 END { kill 'KILL', @hogs if @hogs; }
 
 # archive a month of $N orders, one left open (so it goes by batches), with
-# archive_yield set as given; returns the closing log line
+# archive_yield set as given and no rests; returns the closing log line
 sub archive_month
 {
 	my ($month, $yield) = @_;
 	make_month($node, 'postgres', $month, $N, 1);
 	my $offset = -s $node->logfile;
 	my $moved = $node->safe_psql('postgres',
-		"SET order_ext.archive_yield = $yield; SELECT order_ext.archive('30 days', 200)");
+		"SET order_ext.archive_yield = $yield; SET order_ext.archive_rest = 0; "
+		  . "SELECT order_ext.archive('30 days', 200)");
 	is($moved, $N - 1, "archive_yield $yield: every finished order of $month moved");
 	my $log = slurp_file($node->logfile, $offset);
 	my ($done) = $log =~ /(order_ext archive: done[^\n]*)/;
