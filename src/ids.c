@@ -46,12 +46,13 @@
 #define OE_ID_STATE_FILE		"order_ext_ids.state"
 #define OE_ID_HORIZON_STEP_MS	4000
 /* the launcher moves the horizon on when ids come within this of it */
-#define OE_ID_HORIZON_AHEAD_MS	2500
+#define OE_ID_HORIZON_AHEAD_MS	2000
 
 typedef struct OrderIdState
 {
 	pg_atomic_uint64 last;		/* (ms << 12) | seq of the last id issued */
 	pg_atomic_uint64 horizon;	/* ids with ms < horizon are covered on disk */
+	uint64		resumed;		/* 'last' at start-up: no id issued while equal */
 	LWLock	   *lock;			/* serialises writes of the state file */
 } OrderIdState;
 
@@ -175,6 +176,7 @@ OrderIdShmemStartup(void)
 		/* Resume after everything a previous run may have issued. */
 		pg_atomic_init_u64(&id_state->last, horizon << OE_ID_SEQ_BITS);
 		pg_atomic_init_u64(&id_state->horizon, horizon);
+		id_state->resumed = horizon << OE_ID_SEQ_BITS;
 		id_state->lock = &(GetNamedLWLockTranche("order_ext_ids"))->lock;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -218,18 +220,25 @@ ExtendHorizon(uint64 ms)
  *		ids are being issued (the last one is within OE_ID_HORIZON_AHEAD_MS
  *		of the horizon), move the horizon OE_ID_HORIZON_STEP_MS past the
  *		later of now and the last id, so that no backend has to.  Ids not
- *		being issued, it writes nothing.  Never waits for the lock: a backend
- *		holding it is writing the file already.
+ *		being issued, it writes nothing; nor before the first id since
+ *		start-up (which resumes at the horizon: moving it then would push
+ *		the ids of a server that restarts again and again ever further
+ *		ahead of the clock).  Never waits for the lock: a backend holding
+ *		it is writing the file already.
  */
 void
 OrderIdsKeepAhead(void)
 {
+	uint64		last;
 	uint64		last_ms;
 	uint64		horizon;
 
 	if (id_state == NULL)
 		return;
-	last_ms = pg_atomic_read_u64(&id_state->last) >> OE_ID_SEQ_BITS;
+	last = pg_atomic_read_u64(&id_state->last);
+	if (last == id_state->resumed)
+		return;
+	last_ms = last >> OE_ID_SEQ_BITS;
 	if (last_ms + OE_ID_HORIZON_AHEAD_MS < pg_atomic_read_u64(&id_state->horizon))
 		return;
 	if (!LWLockConditionalAcquire(id_state->lock, LW_EXCLUSIVE))

@@ -56,9 +56,11 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -103,6 +105,7 @@ typedef struct WorkerJob
 } WorkerJob;
 
 static int64 ArchiveJob(bool *skipped);
+static void LauncherKeepIdsAhead(TimestampTz *retry);
 
 static const WorkerJob WorkerJobs[] = {
 	{"run_timers", "SELECT order_ext.run_timers_claimed(1000)", true, NULL},
@@ -830,6 +833,9 @@ void
 OrderLauncherMain(Datum main_arg)
 {
 	MemoryContext cxt;
+	TimestampTz next_sync = 0;
+	TimestampTz ids_retry = 0;
+	bool		woken;
 
 	(void) main_arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -843,10 +849,13 @@ OrderLauncherMain(Datum main_arg)
 	ereport(LOG,
 			(errmsg("order_ext launcher started (order_ext.worker_databases = '%s')",
 					oe_worker_databases ? oe_worker_databases : "")));
+	woken = true;
 
 	for (;;)
 	{
-		long		sleep_ms;
+		TimestampTz now;
+		long		wait_ms;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -854,16 +863,56 @@ OrderLauncherMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		MemoryContextSwitchTo(cxt);
-		sleep_ms = LauncherSync();
-		MemoryContextReset(cxt);
-		/* the order id horizon, off the backends' path (ids.c) */
-		OrderIdsKeepAhead();
-		sleep_ms = Min(sleep_ms, OE_ID_KEEP_AHEAD_INTERVAL_MS);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+		/* the workers: when due, or when woken (a worker's state, SIGHUP) */
+		now = GetCurrentTimestamp();
+		if (woken || now >= next_sync)
+		{
+			MemoryContextSwitchTo(cxt);
+			next_sync = TimestampTzPlusMilliseconds(now, LauncherSync());
+			MemoryContextReset(cxt);
+		}
+		/* the order id horizon, off the backends' path (ids.c), more often */
+		LauncherKeepIdsAhead(&ids_retry);
+		wait_ms = Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_sync),
+					  OE_ID_KEEP_AHEAD_INTERVAL_MS);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   Max(wait_ms, 1), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		woken = (rc & WL_LATCH_SET) != 0;
 	}
+}
+
+/*
+ * LauncherKeepIdsAhead
+ *		OrderIdsKeepAhead(), unless it failed less than 10 s ago.  An error
+ *		writing the horizon file (a full disk, say) is logged and tried
+ *		again later, rather than ending the launcher and with it every
+ *		worker; meanwhile new_order_id() writes the file itself, and its
+ *		caller gets the error, as without the launcher.
+ */
+static void
+LauncherKeepIdsAhead(TimestampTz *retry)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (GetCurrentTimestamp() < *retry)
+		return;
+	PG_TRY();
+	{
+		OrderIdsKeepAhead();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		LWLockReleaseAll();
+		AtEOXact_Files(false);	/* the state file, if it was open */
+		*retry = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
 }
 
 /*

@@ -226,6 +226,25 @@ is($n, 200, '(g) 200 samples of the horizon');
 ok($spread eq 't', '(g) ... over more than 9 s of id time');
 ok($ahead eq 't', "(g) the horizon stayed over a second ahead of the ids issued (headroom $min to $max ms)");
 
+# --------------------------------------------------------------------------
+# (h) a server resumes its ids at the horizon; until it issues one, the
+# launcher leaves the horizon alone (moving it would push the ids of a
+# server that restarts again and again ever further ahead of the clock)
+# --------------------------------------------------------------------------
+my $state = $node->data_dir . '/order_ext_ids.state';
+$node->stop;
+my $before = slurp_file($state);
+$node->start;
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'order_ext launcher'}),
+	'(h) the launcher is running after the restart');
+sleep 2;	# eight of its looks
+is(slurp_file($state), $before, '(h) with no id issued since, the horizon file is as it was');
+$node->safe_psql('postgres', 'SELECT order_ext.new_order_id()');
+ok( $node->poll_query_until('postgres',
+		"SELECT trim(pg_read_file('order_ext_ids.state'))::bigint > " . ($before =~ s/\s+//gr)),
+	'(h) the first id moves it on');
+
 $node->stop;
 
 # --------------------------------------------------------------------------
