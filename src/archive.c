@@ -77,6 +77,7 @@
 #include "pgstat.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
@@ -93,7 +94,6 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "portability/instr_time.h"
 #include "utils/timestamp.h"
 
 #include "archive.h"
@@ -112,20 +112,20 @@ int			oe_archive_rest_every_us = 1000;
 bool		oe_archive_yield = true;
 bool		oe_archive_statements = false;
 
-/* Whether this process is in an archive run that yields (ArchiveRun sets it). */
-static bool archive_yielding = false;
+/*
+ * The pace of the archive run this process is in (ArchiveRun sets it), or
+ * NULL: the yield points step aside only inside a run.
+ */
+static const ArchivePace *run_pace = NULL;
 
 /* Microseconds archive_yield() slept in this run (ArchiveRun resets it). */
 static int64 archive_yielded_us = 0;
 
 /*
  * This run's rests inside batches (order_ext.archive_rest, see ArchiveRest):
- * their length and the work between two of them in microseconds (rest 0:
- * none), when the work since the last rest began (zero: not yet), and what
- * they came to.
+ * when the work since the last rest (or pause, or yield) began, and what
+ * the rests came to.
  */
-static int32 archive_rest_us = 0;
-static int32 archive_rest_every_us = 0;
 static instr_time archive_work_from;
 static int64 archive_rested_us = 0;
 static int64 archive_rests = 0;
@@ -196,6 +196,13 @@ PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
 
 static void ArchiveWorkFromNow(void);
 static void ArchiveRest(void);
+
+/* Whether a run at this pace has yield points to step aside at. */
+static inline bool
+PaceStepsAside(const ArchivePace *pace)
+{
+	return pace->yield || pace->rest_us > 0;
+}
 
 /*
  * The archivable test on an order row of alias o; K is the terminal list.
@@ -1175,8 +1182,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	*skipped = false;
 	st.batch_size = batch_size;
 	st.pause_ms = pace->pause_ms;
-	/* the statements' yield point also takes the rests */
-	st.yield_point = pace->yield || pace->rest_us > 0 ? " WHERE order_ext.archive_yield()" : "";
+	st.yield_point = PaceStepsAside(pace) ? " WHERE order_ext.archive_yield()" : "";
 	st.statements = pace->statements;
 	archive_yielded_us = 0;
 	archive_rested_us = 0;
@@ -1200,9 +1206,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 
 	if (pace->yield)
 		ArchiveOneCpu(true);
-	archive_yielding = pace->yield;
-	archive_rest_us = pace->rest_us;
-	archive_rest_every_us = pace->rest_every_us;
+	run_pace = pace;
 	ArchiveWorkFromNow();
 	st.cxt = AllocSetContextCreate(TopMemoryContext, "order_ext archive", ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(st.cxt);
@@ -1250,16 +1254,14 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	{
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextDelete(st.cxt);
-		archive_yielding = false;
-		archive_rest_us = 0;
+		run_pace = NULL;
 		ArchiveOneCpu(false);
 		(void) ArchiveLock(false, false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
-	archive_yielding = false;
-	archive_rest_us = 0;
+	run_pace = NULL;
 	ArchiveOneCpu(false);
 	(void) ArchiveLock(false, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1313,18 +1315,18 @@ ArchiveYieldRows(int rows)
 	static long ncpu;
 	int			slept = 0;
 
-	if (!archive_yielding && archive_rest_us <= 0)
+	if (run_pace == NULL || !PaceStepsAside(run_pace))
 		return;
 	calls += rows;
 	if (calls < YIELD_EVERY)
 		return;
 	calls = 0;
-	if (archive_yielding && fd == -2)
+	if (run_pace->yield && fd == -2)
 	{
 		fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	}
-	for (; archive_yielding && fd >= 0 && ncpu > 0 && slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
+	for (; run_pace->yield && fd >= 0 && ncpu > 0 && slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
 	{
 		if (RunnableTasks(fd) <= ncpu)
 			break;
@@ -1332,7 +1334,7 @@ ArchiveYieldRows(int rows)
 		archive_yielded_us += YIELD_SLEEP_US;
 		CHECK_FOR_INTERRUPTS();
 	}
-	if (archive_rest_us <= 0)
+	if (run_pace->rest_us <= 0)
 		return;
 	if (slept > 0)
 		ArchiveWorkFromNow();	/* it just stepped aside */
@@ -1343,8 +1345,8 @@ ArchiveYieldRows(int rows)
 /*
  * ArchiveRest, ArchiveWorkFromNow
  *		Rests inside batches (order_ext.archive_rest): at a yield point,
- *		once archive_rest_every_us of work have passed since the last rest
- *		(or pause, or yield), sleep archive_rest_us.
+ *		once the run's rest_every_us of work have passed since the last rest
+ *		(or pause, or yield), sleep its rest_us.
  *
  *		Why: live work that wakes while the archiver has a CPU waits for it
  *		at least until the scheduler preempts the archiver, and on two CPUs
@@ -1368,10 +1370,10 @@ ArchiveRest(void)
 
 	INSTR_TIME_SET_CURRENT(now);
 	INSTR_TIME_SUBTRACT(now, archive_work_from);
-	if ((int64) INSTR_TIME_GET_MICROSEC(now) < archive_rest_every_us)
+	if ((int64) INSTR_TIME_GET_MICROSEC(now) < run_pace->rest_every_us)
 		return;
-	pg_usleep(archive_rest_us);
-	archive_rested_us += archive_rest_us;
+	pg_usleep(run_pace->rest_us);
+	archive_rested_us += run_pace->rest_us;
 	archive_rests++;
 	CHECK_FOR_INTERRUPTS();
 	ArchiveWorkFromNow();
