@@ -66,6 +66,7 @@ PG_FUNCTION_INFO_V1(min_order_id);
 
 static void OrderIdShmemRequest(void);
 static void OrderIdShmemStartup(void);
+static void MoveHorizon(uint64 horizon);
 
 /*
  * OrderIdsInit
@@ -148,10 +149,7 @@ WriteHorizonFile(uint64 horizon)
 				(errcode_for_file_access(),
 				 errmsg("could not write order id state file \"%s\": %m", tmp)));
 	}
-	if (pg_fsync(fd) != 0)
-		ereport(data_sync_elevel(ERROR),
-				(errcode_for_file_access(),
-				 errmsg("could not fsync order id state file \"%s\": %m", tmp)));
+	/* durable_rename fsyncs it, renames it, and fsyncs the directory */
 	if (CloseTransientFile(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -205,13 +203,22 @@ ExtendHorizon(uint64 ms)
 {
 	LWLockAcquire(id_state->lock, LW_EXCLUSIVE);
 	if (ms >= pg_atomic_read_u64(&id_state->horizon))
-	{
-		uint64		horizon = ms + OE_ID_HORIZON_STEP_MS;
-
-		WriteHorizonFile(horizon);
-		pg_atomic_write_u64(&id_state->horizon, horizon);
-	}
+		MoveHorizon(ms + OE_ID_HORIZON_STEP_MS);
 	LWLockRelease(id_state->lock);
+}
+
+/*
+ * MoveHorizon
+ *		With the lock held: the horizon to 'horizon' if that is further on,
+ *		on disk first, then for the backends.
+ */
+static void
+MoveHorizon(uint64 horizon)
+{
+	if (horizon <= pg_atomic_read_u64(&id_state->horizon))
+		return;
+	WriteHorizonFile(horizon);
+	pg_atomic_write_u64(&id_state->horizon, horizon);
 }
 
 /*
@@ -231,7 +238,6 @@ OrderIdsKeepAhead(void)
 {
 	uint64		last;
 	uint64		last_ms;
-	uint64		horizon;
 
 	if (id_state == NULL)
 		return;
@@ -243,12 +249,7 @@ OrderIdsKeepAhead(void)
 		return;
 	if (!LWLockConditionalAcquire(id_state->lock, LW_EXCLUSIVE))
 		return;
-	horizon = Max(NowMs(), last_ms) + OE_ID_HORIZON_STEP_MS;
-	if (horizon > pg_atomic_read_u64(&id_state->horizon))
-	{
-		WriteHorizonFile(horizon);
-		pg_atomic_write_u64(&id_state->horizon, horizon);
-	}
+	MoveHorizon(Max(NowMs(), last_ms) + OE_ID_HORIZON_STEP_MS);
 	LWLockRelease(id_state->lock);
 }
 

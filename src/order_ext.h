@@ -55,11 +55,11 @@ extern int	oe_request_ttl_s;
 /* ids.c */
 extern void OrderIdsInit(void);
 extern void OrderIdsKeepAhead(void);
+extern int64 OrderIdMinForTime(TimestampTz t);
+extern TimestampTz OrderIdTime(int64 order_id);
 
 /* How often the launcher calls OrderIdsKeepAhead(), at the most. */
 #define OE_ID_KEEP_AHEAD_INTERVAL_MS	250
-extern int64 OrderIdMinForTime(TimestampTz t);
-extern TimestampTz OrderIdTime(int64 order_id);
 
 /* partitions.c */
 extern void OrderPartitionsBeforeCopy(CopyStmt *stmt);
