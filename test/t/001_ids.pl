@@ -245,6 +245,39 @@ ok( $node->poll_query_until('postgres',
 		"SELECT trim(pg_read_file('order_ext_ids.state'))::bigint > " . ($before =~ s/\s+//gr)),
 	'(h) the first id moves it on');
 
+# --------------------------------------------------------------------------
+# (i) the horizon file cannot be written (here: a directory where its
+# temporary file goes).  The launcher logs the error and carries on (the
+# same process, its workers untouched); a session whose id runs into the
+# horizon gets the error, naming the file; once the file can be written
+# again, ids flow again.
+# --------------------------------------------------------------------------
+my $blocker = $node->data_dir . '/order_ext_ids.state.tmp';
+my $launcher = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext launcher'});
+my $log_offset_i = -s $node->logfile;
+mkdir $blocker or die "mkdir $blocker: $!";
+($ret, $stdout, $stderr) = $node->psql('postgres', q{
+DO $$
+BEGIN
+    FOR i IN 1..120 LOOP	-- at most 6 s: past the horizon, at most 4 s ahead
+        PERFORM order_ext.new_order_id();
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$});
+isnt($ret, 0, '(i) with the horizon file unwritable, issuing ids fails once they reach the horizon');
+like($stderr, qr/could not create order id state file "order_ext_ids\.state\.tmp"/,
+	'(i) ... with an error that names the file');
+like(slurp_file($node->logfile, $log_offset_i),
+	qr/\[$launcher\] [^\n]*could not create order id state file/,
+	'(i) the launcher logged the same error');
+is($node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext launcher'}),
+	$launcher, '(i) ... and is still the same process');
+rmdir $blocker or die "rmdir $blocker: $!";
+ok($node->safe_psql('postgres', 'SELECT order_ext.new_order_id() > 0') eq 't',
+	'(i) with the file writable again, ids are issued again');
+
 $node->stop;
 
 # --------------------------------------------------------------------------
