@@ -195,7 +195,7 @@ PG_FUNCTION_INFO_V1(archive_yield);
 PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
 
 static void ArchiveWorkFromNow(void);
-static void ArchiveRest(void);
+static void ArchiveRest(instr_time now);
 
 /* Whether a run at this pace has yield points to step aside at. */
 static inline bool
@@ -1269,6 +1269,14 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	return st.moved;
 }
 
+/* Microseconds from 'then' to 'now' (instr_time, the monotonic clock). */
+static int64
+ElapsedUs(instr_time now, instr_time then)
+{
+	INSTR_TIME_SUBTRACT(now, then);
+	return (int64) INSTR_TIME_GET_MICROSEC(now);
+}
+
 /*
  * ArchiveYieldPoint, and archive_yield() -> boolean for the SQL statements
  *		The yield point of the batch mover and statements
@@ -1277,8 +1285,9 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
  *		between the chunks of its multi-row heap inserts (ArchiveYieldRows)
  *		and between the index inserts of its buffered history rows (no
  *		buffer lock held).
- *		Every YIELD_EVERY rows it looks at how many tasks are runnable on the
- *		machine (/proc/loadavg); while more are than there are CPUs, some
+ *		Every YIELD_EVERY rows, at most every YIELD_LOOK_US, it looks at how
+ *		many tasks are runnable on the machine (/proc/loadavg); while more
+ *		are than there are CPUs, some
  *		live work is waiting for one, and this process sleeps YIELD_SLEEP_US
  *		at a time, at most YIELD_MAX_US per look, so that it always gets on.
  *		There too it takes the rests of order_ext.archive_rest (ArchiveRest).
@@ -1292,6 +1301,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
  *		yield check also where there is no /proc/loadavg.
  */
 #define YIELD_EVERY		16
+#define YIELD_LOOK_US	100
 #define YIELD_SLEEP_US	200
 #define YIELD_MAX_US	2000
 
@@ -1305,7 +1315,11 @@ ArchiveYieldPoint(void)
  * ArchiveYieldRows
  *		The yield point after 'rows' rows done in one step (a chunk of a
  *		multi-row insert): looks if YIELD_EVERY rows or more are done since
- *		the last look.
+ *		the last look.  A look at /proc/loadavg costs about a microsecond,
+ *		and 16 rows take about 15: looked at every time, it took 8% of the
+ *		mover's CPU (docs/archive-benchmark.md).  So it looks there at most
+ *		every YIELD_LOOK_US by the clock (tens of nanoseconds), which the
+ *		rests read anyway: a waiting task is seen at most that much later.
  */
 void
 ArchiveYieldRows(int rows)
@@ -1313,6 +1327,8 @@ ArchiveYieldRows(int rows)
 	static uint32 calls = 0;
 	static int	fd = -2;		/* -2: not opened yet; -1: none */
 	static long ncpu;
+	static instr_time last_look;
+	instr_time	now;
 	int			slept = 0;
 
 	if (run_pace == NULL || !PaceStepsAside(run_pace))
@@ -1321,25 +1337,30 @@ ArchiveYieldRows(int rows)
 	if (calls < YIELD_EVERY)
 		return;
 	calls = 0;
+	INSTR_TIME_SET_CURRENT(now);
 	if (run_pace->yield && fd == -2)
 	{
 		fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	}
-	for (; run_pace->yield && fd >= 0 && ncpu > 0 && slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
+	if (run_pace->yield && fd >= 0 && ncpu > 0 && ElapsedUs(now, last_look) >= YIELD_LOOK_US)
 	{
-		if (RunnableTasks(fd) <= ncpu)
-			break;
-		pg_usleep(YIELD_SLEEP_US);
-		archive_yielded_us += YIELD_SLEEP_US;
-		CHECK_FOR_INTERRUPTS();
+		last_look = now;
+		for (; slept < YIELD_MAX_US; slept += YIELD_SLEEP_US)
+		{
+			if (RunnableTasks(fd) <= ncpu)
+				break;
+			pg_usleep(YIELD_SLEEP_US);
+			archive_yielded_us += YIELD_SLEEP_US;
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 	if (run_pace->rest_us <= 0)
 		return;
 	if (slept > 0)
 		ArchiveWorkFromNow();	/* it just stepped aside */
 	else
-		ArchiveRest();
+		ArchiveRest(now);
 }
 
 /*
@@ -1364,13 +1385,9 @@ ArchiveWorkFromNow(void)
 }
 
 static void
-ArchiveRest(void)
+ArchiveRest(instr_time now)
 {
-	instr_time	now;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, archive_work_from);
-	if ((int64) INSTR_TIME_GET_MICROSEC(now) < run_pace->rest_every_us)
+	if (ElapsedUs(now, archive_work_from) < run_pace->rest_every_us)
 		return;
 	pg_usleep(run_pace->rest_us);
 	archive_rested_us += run_pace->rest_us;
