@@ -376,6 +376,22 @@ SELECT (SELECT count(*) FROM order_ext.orders WHERE order_id = a.id) AS order_li
 FROM a WHERE a.n = 9;
 ALTER TABLE order_ext.order_items_history DROP CONSTRAINT no_ar9;
 SELECT order_ext.archive('30 days') AS moved_once_allowed;
+-- It skips only what live has checked already: the same CHECK, validated.
+-- The same expression NOT VALID in live (its old rows never checked) is
+-- checked again, and a moved row that breaks it fails the run
+INSERT INTO a SELECT 10, order_ext.min_order_id('2024-04-30');
+SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 10), 210,
+        '[{"sku":"AR-8","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 10), 'cancel', actor => 'buyer');
+ALTER TABLE order_ext.order_items ADD CONSTRAINT no_ar8 CHECK (sku <> 'AR-8') NOT VALID;
+ALTER TABLE order_ext.order_items_history ADD CONSTRAINT no_ar8 CHECK (sku <> 'AR-8');
+SELECT pg_temp.err($$SELECT order_ext.archive('30 days')$$) AS not_valid_in_live;
+SELECT (SELECT count(*) FROM order_ext.order_items WHERE order_id = a.id) AS items_live,
+       (SELECT count(*) FROM order_ext.orders_history WHERE order_id = a.id) AS order_archived
+FROM a WHERE a.n = 10;
+ALTER TABLE order_ext.order_items_history DROP CONSTRAINT no_ar8;
+ALTER TABLE order_ext.order_items DROP CONSTRAINT no_ar8;
+SELECT order_ext.archive('30 days') AS moved_once_dropped;
 -- without either, the mover takes the month again; the order left open moves
 -- once it ends
 SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 7), 'cancel', actor => 'buyer');
