@@ -299,10 +299,15 @@ LiveHasCheck(MoveTable *mt, const ConstrCheck *check)
 	for (i = 0; i < hd->natts; i++)
 		if (!TupleDescAttr(hd, i)->attisdropped && mt->map[i] != i + 1)
 			return false;		/* a column's number differs: the expressions cannot be compared */
+	/* the same text first (a constraint copied as it was); reading trees costs more */
+	for (i = 0; i < ld->constr->num_check; i++)
+		if (ld->constr->check[i].ccvalid && strcmp(ld->constr->check[i].ccbin, check->ccbin) == 0)
+			return true;
+	/* equal() compares the trees, not where their text stood in a statement */
 	expr = stringToNode(check->ccbin);
 	for (i = 0; i < ld->constr->num_check; i++)
 		if (ld->constr->check[i].ccvalid && equal(stringToNode(ld->constr->check[i].ccbin), expr))
-			return true;		/* equal() compares the trees, not where their text was */
+			return true;
 	return false;
 }
 
