@@ -975,7 +975,7 @@ WorkerInit(void)
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("order_ext.archive_yield",
 							 "Archiving steps aside for live work: it keeps to one CPU, and inside a batch sleeps while live work waits for a CPU.",
-							 "A run keeps to the last CPU its process may run on; every 16 rows moved, it sleeps while more tasks are runnable than there are CPUs (at most 2 ms per look).",
+							 "A run keeps to the last CPU its process may run on; every 16 rows moved (at most every 100 us), it sleeps while more tasks are runnable than there are CPUs (at most 2 ms per look).",
 							 &oe_archive_yield,
 							 true,
 							 PGC_USERSET, 0,
