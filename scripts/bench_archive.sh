@@ -33,7 +33,9 @@
 #    nothing in it, the method's own noise) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
-#    inside idle windows; and that ratio again without pgbench's schedule lag
+#    inside idle windows, with the interval it fell in over 90% of 400
+#    resamples of the run's windows (test/bench/ratio_interval.pl: how sure
+#    one run is of it); and that ratio again without pgbench's schedule lag
 #    (pgbench runs on the same two CPUs, and its threads waking late while
 #    the archiver has one CPU count in its latencies before the call is even
 #    sent). On a shared 2-CPU virtual machine the idle p99 alone
@@ -75,10 +77,16 @@ archive_bench_p99() {
 # (field 7 with -R: how late pgbench started the transaction, its own threads
 # waking late), so from the call being sent to its answer.
 archive_bench_window_p99() {
-	cat "$1"/tx.* | awk -v nolag="${4:-}" '{ printf "%d.%06d %d\n", $5, $6, $3 - (nolag != "" ? $7 : 0) }' |
+	archive_bench_latencies "$1" "${4:-}" |
 		awk -v kind="$3" 'NR == FNR { if ($3 == kind) { a[++m] = $1 + 0.2; b[m] = $2 } next }
 			{ for (i = 1; i <= m; i++) if ($1 >= a[i] && $1 < b[i]) { print $2; break } }' "$2" - |
 		archive_bench_pct99
+}
+
+# "epoch_seconds latency_us" of every transaction in pgbench's logs in $1;
+# without the schedule lag if $2 is not empty.
+archive_bench_latencies() {
+	cat "$1"/tx.* | awk -v nolag="${2:-}" '{ printf "%d.%06d %d\n", $5, $6, $3 - (nolag != "" ? $7 : 0) }'
 }
 
 # Interleaved windows (3. above) over the month being built with one order
@@ -86,8 +94,9 @@ archive_bench_window_p99() {
 # after an idle window. Sets ilv_idle and ilv_n (p99 ms and samples of the idle
 # windows) and, per pause P, ilv_p99[P], ilv_cnt[P], ilv_moved[P] and
 # ilv_secs[P] (time inside its archive windows); ilv_idle_nolag and
-# ilv_nolag[P] are the p99s without pgbench's schedule lag.
-declare -A ilv_p99 ilv_cnt ilv_moved ilv_secs ilv_nolag
+# ilv_nolag[P] are the p99s without pgbench's schedule lag; ilv_lo[P] and
+# ilv_hi[P] bound P's ratio (test/bench/ratio_interval.pl).
+declare -A ilv_p99 ilv_cnt ilv_moved ilv_secs ilv_nolag ilv_lo ilv_hi
 archive_bench_interleaved() {
 	local w=$ARCHIVE_WINDOW logdir marks pgb a b rc i apid out pause h0 h1 done=0
 	local q=(oe_psql "$DIR" "$PORT" -q -At -d postgres)
@@ -159,6 +168,8 @@ archive_bench_interleaved() {
 	for pause in "${pauses[@]}"; do
 		read -r "ilv_p99[$pause]" "ilv_cnt[$pause]" < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause")
 		read -r "ilv_nolag[$pause]" _ < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause" nolag)
+		read -r "ilv_lo[$pause]" "ilv_hi[$pause]" < <(archive_bench_latencies "$logdir" |
+			perl "$BENCH/ratio_interval.pl" "$marks" "p$pause")
 	done
 	if [ -n "${BENCH_ARCHIVE_KEEP:-}" ]; then
 		mkdir -p "$BENCH_ARCHIVE_KEEP" && cp "$logdir"/tx.* "$marks" "$BENCH_ARCHIVE_KEEP"/
@@ -259,14 +270,15 @@ archive_bench() {
 		echo "archive: interleaved, $(archive_bench_label "$pause"): ${ilv_moved[$pause]} orders in ${ilv_secs[$pause]} s of its windows; p99 idle $ilv_idle ms, in its windows ${ilv_p99[$pause]} ms"
 		if [ "${ilv_cnt[$pause]:-0}" = 0 ]; then
 			# the month ran out before this variant's first window
-			ilv_rows+=$(printf '  %-44s %10s %10s %12s   %s' "$(archive_bench_label "$pause")" - - - \
+			ilv_rows+=$(printf '  %-44s %10s %10s %12s %12s   %s' "$(archive_bench_label "$pause")" - - - - \
 				"(no window: the month was archived before its turn; raise BENCH_ARCHIVE_ILV_ORDERS)")$'\n'
 			continue
 		fi
-		ilv_rows+=$(printf '  %-44s %10s %10s %12s   %s' \
+		ilv_rows+=$(printf '  %-44s %10s %10s %12s %12s   %s' \
 			"$(archive_bench_label "$pause")" \
 			"$(archive_bench_div "${ilv_moved[$pause]}" "${ilv_secs[$pause]}" %.0f)" \
 			"$(archive_bench_div "${ilv_p99[$pause]}" "$ilv_idle" %.2f)" \
+			"${ilv_lo[$pause]}-${ilv_hi[$pause]}" \
 			"$(archive_bench_div "${ilv_nolag[$pause]}" "$ilv_idle_nolag" %.2f)" \
 			"(p99 ${ilv_p99[$pause]} ms, ${ilv_nolag[$pause]} without lag, n = ${ilv_cnt[$pause]})")$'\n'
 	done
@@ -279,9 +291,10 @@ archive_bench() {
 		printf '  %-44s %10s   %s\n' "p99 ratio (during / idle)" "$ratio" "(goal <= 1.5)"
 		printf '%s\n' "interleaved: $ARCHIVE_WINDOW s archive windows (archive() cancelled, then resumed), each after an idle window, one pgbench run;"
 		printf '%s\n' "idle windows' create_order p99 $ilv_idle ms ($ilv_idle_nolag without pgbench's schedule lag; n = $ilv_n); per order_ext.archive_pause:"
-		printf '  %-44s %10s %10s %12s\n' "" "orders/s" "p99 ratio" "without lag"
+		printf '  %-44s %10s %10s %12s %12s\n' "" "orders/s" "p99 ratio" "90% interval" "without lag"
 		printf '%s' "$ilv_rows"
 		printf '  %-44s\n' "(orders/s inside windows, restarts included; p99 ratio = archiving / idle windows, goal <= 1.5;"
+		printf '  %-44s\n' " 90% interval: where the ratio fell in 90% of 400 resamples of the run's windows (test/bench/ratio_interval.pl);"
 		printf '  %-44s\n' " without lag: the same, less the schedule lag pgbench logs (its threads starting a transaction late))"
 	)
 	echo
