@@ -392,6 +392,23 @@ FROM a WHERE a.n = 10;
 ALTER TABLE order_ext.order_items_history DROP CONSTRAINT no_ar8;
 ALTER TABLE order_ext.order_items DROP CONSTRAINT no_ar8;
 SELECT order_ext.archive('30 days') AS moved_once_dropped;
+-- ... nor one that reads tableoid (or the whole row): the same expression
+-- gives another answer for the copy in history
+INSERT INTO a SELECT 11, order_ext.min_order_id('2024-04-30 12:00');
+SELECT status FROM order_ext.create_order((SELECT id FROM a WHERE n = 11), 211,
+        '[{"sku":"AR-1","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 11), 'cancel', actor => 'buyer');
+ALTER TABLE order_ext.order_items_p2024_04
+    ADD CONSTRAINT live_rows_only CHECK (tableoid = 'order_ext.order_items_p2024_04'::regclass);
+ALTER TABLE order_ext.order_items_history_p2024_04
+    ADD CONSTRAINT live_rows_only CHECK (tableoid = 'order_ext.order_items_p2024_04'::regclass) NOT VALID;
+SELECT pg_temp.err($$SELECT order_ext.archive('30 days')$$) AS reads_tableoid;
+SELECT (SELECT count(*) FROM order_ext.order_items WHERE order_id = a.id) AS items_live,
+       (SELECT count(*) FROM order_ext.orders_history WHERE order_id = a.id) AS order_archived
+FROM a WHERE a.n = 11;
+ALTER TABLE order_ext.order_items_history_p2024_04 DROP CONSTRAINT live_rows_only;
+ALTER TABLE order_ext.order_items_p2024_04 DROP CONSTRAINT live_rows_only;
+SELECT order_ext.archive('30 days') AS moved_once_dropped_too;
 -- without either, the mover takes the month again; the order left open moves
 -- once it ends
 SELECT status FROM order_ext.fire((SELECT id FROM a WHERE n = 7), 'cancel', actor => 'buyer');

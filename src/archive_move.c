@@ -42,6 +42,7 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relscan.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -54,6 +55,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "optimizer/optimizer.h"
 #include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -281,10 +283,29 @@ MapColumns(MoveTable *mt)
 }
 
 /*
+ * ReadsMoreThanColumns
+ *		Whether a CHECK expression reads tableoid or the whole row, which
+ *		differ between a live row and its copy in history.
+ */
+static bool
+ReadsMoreThanColumns(Node *expr)
+{
+	Bitmapset  *attrs = NULL;
+	int			x = -1;
+
+	pull_varattnos(expr, 1, &attrs);
+	while ((x = bms_next_member(attrs, x)) >= 0)
+		if (x + FirstLowInvalidHeapAttributeNumber <= 0)
+			return true;
+	return false;
+}
+
+/*
  * LiveHasCheck
  *		Whether live has a validated CHECK constraint with the expression of
- *		hist's 'check', read with the same attribute numbers: every row of
- *		live passes it already, so a copy cannot fail it in hist.
+ *		hist's 'check', read with the same attribute numbers and reading
+ *		only columns: every row of live passes it already, so a copy cannot
+ *		fail it in hist.
  */
 static bool
 LiveHasCheck(MoveTable *mt, const ConstrCheck *check)
@@ -299,12 +320,14 @@ LiveHasCheck(MoveTable *mt, const ConstrCheck *check)
 	for (i = 0; i < hd->natts; i++)
 		if (!TupleDescAttr(hd, i)->attisdropped && mt->map[i] != i + 1)
 			return false;		/* a column's number differs: the expressions cannot be compared */
+	expr = stringToNode(check->ccbin);
+	if (ReadsMoreThanColumns(expr))
+		return false;
 	/* the same text first (a constraint copied as it was); reading trees costs more */
 	for (i = 0; i < ld->constr->num_check; i++)
 		if (ld->constr->check[i].ccvalid && strcmp(ld->constr->check[i].ccbin, check->ccbin) == 0)
 			return true;
 	/* equal() compares the trees, not where their text stood in a statement */
-	expr = stringToNode(check->ccbin);
 	for (i = 0; i < ld->constr->num_check; i++)
 		if (ld->constr->check[i].ccvalid && equal(stringToNode(ld->constr->check[i].ccbin), expr))
 			return true;
@@ -487,6 +510,8 @@ MoveRow(MoveTable *mt, EState *estate, CommandId cid, MemoryContext flushcxt)
 		ExecStoreVirtualTuple(dst);
 		ExecMaterializeSlot(dst);
 	}
+	/* a row of hist, also for a CHECK that reads tableoid (the copy carries live's) */
+	dst->tts_tableOid = RelationGetRelid(mt->hist);
 	if (mt->constrained)
 		ExecConstraints(mt->rri, dst, estate);
 	mt->nbuf++;
