@@ -29,7 +29,8 @@
 #    writing a byte of every cache line of 128 MB round and round, the
 #    memory traffic of moving rows without the rows; floor-io: the floor,
 #    while another process writes a file at the archiver's WAL rate with
-#    the WAL writer's flushes, the I/O without the rows; none: a window with
+#    the WAL writer's flushes, the I/O without the rows; floor-idle: the
+#    floor at SCHED_IDLE; none: a window with
 #    nothing in it, the method's own noise) in turn, while one pgbench
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
@@ -202,6 +203,7 @@ archive_bench_label() {
 	floor) echo "floor: one CPU kept busy, no archiving" ;;
 	floor-stream) echo "floor, writing 128 MB round and round" ;;
 	floor-io) echo "floor, and 56 MB/s written and flushed" ;;
+	floor-idle) echo "floor at SCHED_IDLE" ;;
 	sql*) echo "archive_pause ${1#sql} ms, SQL statements" ;;
 	*:0/*) echo "archive_pause ${1%%:*} ms, no rests" ;;
 	*:*/*) echo "archive_pause ${1%%:*} ms, rest ${1#*:} us" ;;
@@ -211,12 +213,14 @@ archive_bench_label() {
 
 # The probe's hog mode of a floor variant: floor yields as the archiver does,
 # floor-stream also writes memory as it goes, floor-io has a file written and
-# flushed meanwhile.
+# flushed meanwhile, floor-idle yields at SCHED_IDLE (any waking task
+# preempts it, and the kernel places waking tasks on its CPU as on an idle one).
 archive_bench_floor_mode() {
 	case $1 in
 	floor) echo yield ;;
 	floor-stream) echo stream-yield ;;
 	floor-io) echo io-yield ;;
+	floor-idle) echo idle-yield ;;
 	*) echo "unknown variant $1" >&2; return 1 ;;
 	esac
 }
