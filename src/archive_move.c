@@ -93,6 +93,7 @@ typedef struct MoveTable
 	Relation	pk;				/* the live partition's primary key, order_id first */
 	AttrNumber	id_attno;		/* order_id in live */
 	AttrNumber *map;			/* hist attno - 1 -> live attno; 0: dropped in hist */
+	bool		aligned;		/* every hist column has its live column's number */
 	bool		same;			/* hist rows are laid out as live rows: copy them */
 	bool		constrained;	/* hist has a constraint live rows may break */
 	ResultRelInfo *rri;
@@ -275,10 +276,14 @@ MapColumns(MoveTable *mt)
 	mt->map = palloc0(sizeof(AttrNumber) * Max(hd->natts, 1));
 	if ((why = ArchiveColumnMap(mt->live, mt->hist, mt->map)) != NULL)
 		return why;
+	/* every column has the same number on both sides (hist's dropped ones aside) */
+	mt->aligned = ld->natts == hd->natts;
+	for (i = 0; i < hd->natts && mt->aligned; i++)
+		mt->aligned = TupleDescAttr(hd, i)->attisdropped || mt->map[i] == i + 1;
 	/* a live row made before a column was added with a default reads it from ld */
-	mt->same = ld->natts == hd->natts && (ld->constr == NULL || ld->constr->missing == NULL);
+	mt->same = mt->aligned && (ld->constr == NULL || ld->constr->missing == NULL);
 	for (i = 0; i < hd->natts && mt->same; i++)
-		mt->same = mt->map[i] == i + 1;
+		mt->same = !TupleDescAttr(hd, i)->attisdropped;
 	return NULL;
 }
 
@@ -311,15 +316,12 @@ static bool
 LiveHasCheck(MoveTable *mt, const ConstrCheck *check)
 {
 	TupleDesc	ld = RelationGetDescr(mt->live);
-	TupleDesc	hd = RelationGetDescr(mt->hist);
 	Node	   *expr;
 	int			i;
 
-	if (ld->constr == NULL || ld->natts != hd->natts)
+	/* where a column's number differs, the expressions cannot be compared */
+	if (ld->constr == NULL || !mt->aligned)
 		return false;
-	for (i = 0; i < hd->natts; i++)
-		if (!TupleDescAttr(hd, i)->attisdropped && mt->map[i] != i + 1)
-			return false;		/* a column's number differs: the expressions cannot be compared */
 	expr = stringToNode(check->ccbin);
 	if (ReadsMoreThanColumns(expr))
 		return false;
