@@ -35,7 +35,7 @@
 #    run goes on throughout; per pause, orders archived per second inside its
 #    windows and p99 of the transactions inside them divided by p99 of those
 #    inside idle windows, with the interval it fell in over 90% of 400
-#    resamples of the run's windows (test/bench/ratio_interval.pl: how sure
+#    resamples of the run's windows (test/bench/window_p99.pl: how sure
 #    one run is of it); and that ratio again without pgbench's schedule lag
 #    (pgbench runs on the same two CPUs, and its threads waking late while
 #    the archiver has one CPU count in its latencies before the call is even
@@ -72,16 +72,17 @@ archive_bench_p99() {
 	rm -rf "$logdir"
 }
 
-# p99 (ms) of the transactions of pgbench logs $1/tx.* whose end falls inside
-# the windows of $2 (lines "start end kind") of kind $3, skipping each window's
-# first 0.2 s. With $4 = nolag, of their latencies less pgbench's schedule lag
-# (field 7 with -R: how late pgbench started the transaction, its own threads
-# waking late), so from the call being sent to its answer.
+# "p99_ms n low high" of the transactions of pgbench logs $1/tx.* whose end
+# falls inside the windows of $2 (lines "start end kind") of kind $3, skipping
+# each window's first 0.2 s: their p99 and count, and where the ratio of that
+# p99 to the idle windows' fell over 90% of resamples of the windows
+# (test/bench/window_p99.pl; "- -" for kind idle). With $4 = nolag, of their
+# latencies less pgbench's schedule lag (field 7 with -R: how late pgbench
+# started the transaction, its own threads waking late), so from the call
+# being sent to its answer, and without the interval.
 archive_bench_window_p99() {
 	archive_bench_latencies "$1" "${4:-}" |
-		awk -v kind="$3" 'NR == FNR { if ($3 == kind) { a[++m] = $1 + 0.2; b[m] = $2 } next }
-			{ for (i = 1; i <= m; i++) if ($1 >= a[i] && $1 < b[i]) { print $2; break } }' "$2" - |
-		archive_bench_pct99
+		perl "$BENCH/window_p99.pl" "$2" "$3" "$([ -n "${4:-}" ] && echo 0 || echo 400)"
 }
 
 # "epoch_seconds latency_us" of every transaction in pgbench's logs in $1;
@@ -96,7 +97,7 @@ archive_bench_latencies() {
 # windows) and, per pause P, ilv_p99[P], ilv_cnt[P], ilv_moved[P] and
 # ilv_secs[P] (time inside its archive windows); ilv_idle_nolag and
 # ilv_nolag[P] are the p99s without pgbench's schedule lag; ilv_lo[P] and
-# ilv_hi[P] bound P's ratio (test/bench/ratio_interval.pl).
+# ilv_hi[P] bound P's ratio (test/bench/window_p99.pl).
 declare -A ilv_p99 ilv_cnt ilv_moved ilv_secs ilv_nolag ilv_lo ilv_hi
 archive_bench_interleaved() {
 	local w=$ARCHIVE_WINDOW logdir marks pgb a b rc i apid out pause h0 h1 done=0
@@ -164,13 +165,12 @@ archive_bench_interleaved() {
 	sleep 2
 	kill "$pgb" 2>/dev/null
 	wait "$pgb" 2>/dev/null
-	read -r ilv_idle ilv_n < <(archive_bench_window_p99 "$logdir" "$marks" idle)
-	read -r ilv_idle_nolag _ < <(archive_bench_window_p99 "$logdir" "$marks" idle nolag)
+	read -r ilv_idle ilv_n _ _ < <(archive_bench_window_p99 "$logdir" "$marks" idle)
+	read -r ilv_idle_nolag _ _ _ < <(archive_bench_window_p99 "$logdir" "$marks" idle nolag)
 	for pause in "${pauses[@]}"; do
-		read -r "ilv_p99[$pause]" "ilv_cnt[$pause]" < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause")
-		read -r "ilv_nolag[$pause]" _ < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause" nolag)
-		read -r "ilv_lo[$pause]" "ilv_hi[$pause]" < <(archive_bench_latencies "$logdir" |
-			perl "$BENCH/ratio_interval.pl" "$marks" "p$pause")
+		read -r "ilv_p99[$pause]" "ilv_cnt[$pause]" "ilv_lo[$pause]" "ilv_hi[$pause]" \
+			< <(archive_bench_window_p99 "$logdir" "$marks" "p$pause")
+		read -r "ilv_nolag[$pause]" _ _ _ < <(archive_bench_window_p99 "$logdir" "$marks" "p$pause" nolag)
 	done
 	if [ -n "${BENCH_ARCHIVE_KEEP:-}" ]; then
 		mkdir -p "$BENCH_ARCHIVE_KEEP" && cp "$logdir"/tx.* "$marks" "$BENCH_ARCHIVE_KEEP"/
@@ -298,7 +298,7 @@ archive_bench() {
 		printf '  %-44s %10s %10s %12s %12s\n' "" "orders/s" "p99 ratio" "90% interval" "without lag"
 		printf '%s' "$ilv_rows"
 		printf '  %-44s\n' "(orders/s inside windows, restarts included; p99 ratio = archiving / idle windows, goal <= 1.5;"
-		printf '  %-44s\n' " 90% interval: where the ratio fell in 90% of 400 resamples of the run's windows (test/bench/ratio_interval.pl);"
+		printf '  %-44s\n' " 90% interval: where the ratio fell in 90% of 400 resamples of the run's windows (test/bench/window_p99.pl);"
 		printf '  %-44s\n' " without lag: the same, less the schedule lag pgbench logs (its threads starting a transaction late))"
 	)
 	echo
