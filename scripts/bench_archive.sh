@@ -54,11 +54,6 @@ archive_bench_div() {
 	awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, (b > 0 ? a / b : 0) }'
 }
 
-# "p99 n": the 99th percentile (ms) of the latencies (us) on stdin, and their count.
-archive_bench_pct99() {
-	sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f %d", v[i] / 1000, NR }'
-}
-
 # p99 latency (ms) of create_order at a steady rate for BENCH_ARCHIVE_SECONDS.
 archive_bench_p99() {
 	local logdir
@@ -67,8 +62,7 @@ archive_bench_p99() {
 		-R "${BENCH_ARCHIVE_RATE:-200}" -T "${BENCH_ARCHIVE_SECONDS:-20}" \
 		-f "$BENCH/create_order.ours.sql" --log --log-prefix="$logdir/tx" postgres >/dev/null 2>&1 ||
 		{ rm -rf "$logdir"; return 1; }
-	# per-transaction log: field 3 is the latency in microseconds
-	cat "$logdir"/tx.* | awk '{ print $3 }' | archive_bench_pct99 | cut -d' ' -f1
+	archive_bench_latencies "$logdir" | perl "$BENCH/window_p99.pl" - all | cut -d' ' -f1
 	rm -rf "$logdir"
 }
 

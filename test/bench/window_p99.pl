@@ -4,12 +4,14 @@
 # the run is of its ratio to the idle windows.
 #
 #   perl window_p99.pl MARKS KIND [RESAMPLES] < latencies
+#   perl window_p99.pl - all < latencies      (every transaction, one window)
 #
 # latencies: lines "epoch_seconds latency_us", one per transaction (pgbench's
 # transaction log, reduced by archive_bench_latencies); MARKS: lines
 # "start end kind", one per window, the windows of the run. A transaction
 # belongs to the window its end falls in, less the window's first 0.2 s (the
-# archiver's process is starting).
+# archiver's process is starting). MARKS "-": one window of KIND holding
+# every transaction, nothing left out (section 2's continuous p99).
 #
 # Prints "p99_ms n low high": the 99th percentile (ms) of the transactions in
 # the windows of KIND and their count; then the 5th and 95th percentiles of
@@ -29,14 +31,21 @@ $resamples //= 400;
 
 # windows of KIND and idle ones, in time order
 my @win;
-open(my $m, '<', $marks) or die "$marks: $!\n";
-while (<$m>)
+if ($marks eq '-')
 {
-	my ($a, $b, $k) = split;
-	next unless defined $k && ($k eq $kind || $k eq 'idle');
-	push @win, { a => $a + 0.2, b => $b, kind => $k, lat => [] };
+	push @win, { a => -9**9**9, b => 9**9**9, kind => $kind, lat => [] };
 }
-close($m);
+else
+{
+	open(my $m, '<', $marks) or die "$marks: $!\n";
+	while (<$m>)
+	{
+		my ($a, $b, $k) = split;
+		next unless defined $k && ($k eq $kind || $k eq 'idle');
+		push @win, { a => $a + 0.2, b => $b, kind => $k, lat => [] };
+	}
+	close($m);
+}
 @win = sort { $a->{a} <=> $b->{a} } @win;
 
 while (<STDIN>)
