@@ -51,7 +51,7 @@ OrderProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 	else if (IsA(stmt, ListenStmt))
 		EventsBeforeListen((ListenStmt *) stmt);	/* the listener count */
 	else if (IsA(stmt, DropdbStmt))
-		WorkerBeforeDropdb((DropdbStmt *) stmt);	/* our processes must not block it */
+		WorkerBeforeDropdb((DropdbStmt *) stmt, context == PROCESS_UTILITY_TOPLEVEL);	/* our processes must not block it */
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 							 dest, qc);

@@ -63,6 +63,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -391,14 +392,20 @@ StopDatabaseProcesses(Oid dboid)
  *		Before DROP DATABASE: stop our processes connected to it, so they do
  *		not block it (called by the utility hook, order_ext.c; also
  *		without shared_preload_libraries, where archive() still starts one).
+ *		Only a DROP that dropdb() will not refuse out of hand stops them: run
+ *		by the database's owner (or a superuser), at top level outside a
+ *		transaction block.  Otherwise any role could stop the worker, and
+ *		anyone's archive(), with a DROP DATABASE bound to fail.
  */
 void
-WorkerBeforeDropdb(DropdbStmt *stmt)
+WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel)
 {
 	Oid			dboid = get_database_oid(stmt->dbname, true);
 
-	if (OidIsValid(dboid))
-		StopDatabaseProcesses(dboid);
+	if (!OidIsValid(dboid) || !isTopLevel || IsTransactionBlock() || IsSubTransaction() ||
+		!pg_database_ownercheck(dboid, GetUserId()))
+		return;
+	StopDatabaseProcesses(dboid);
 }
 
 /* ---------------------------------------------------------------------

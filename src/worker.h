@@ -12,7 +12,7 @@
 #include "postmaster/bgworker.h"
 
 extern void WorkerInit(void);
-extern void WorkerBeforeDropdb(DropdbStmt *stmt);
+extern void WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel);
 extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
 
 /* a transaction of a background process, with SPI connected */

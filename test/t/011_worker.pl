@@ -124,8 +124,22 @@ ok($node->log_contains(qr/order_ext worker: stopped on request/), 'the log says 
 ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER AND pid <> $pid AND query LIKE 'order_ext archive: batches of%')", 60),
 	'it comes back and carries on');
 
+# a DROP DATABASE that is bound to fail does not stop the worker: one by a
+# role that does not own the database, one inside a transaction block
+$pid = $node->safe_psql('postgres', "$WORKER AND query LIKE 'order_ext archive: batches of%'");
+$node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
+my ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb', extra_params => [ '-U', 'intruder' ]);
+like($err, qr/must be owner of database wdb/, 'DROP DATABASE by a role that does not own wdb fails');
+($rc, $out, $err) = $node->psql('postgres', 'BEGIN; DROP DATABASE wdb;');
+like($err, qr/cannot run inside a transaction block/, 'so does DROP DATABASE in a transaction block');
+sleep 1;
+is($node->safe_psql('postgres', "SELECT count(*) FROM ($WORKER AND pid = $pid) w"), 1,
+	'neither stopped the worker: the same process is still there');
+ok(!$node->log_contains(qr/stopped \d+ background process\(es\) of a database being dropped/),
+	'and none of its processes was stopped');
+
 # DROP DATABASE is not blocked by the worker's connection
-my ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb');
+($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb');
 is($rc, 0, 'DROP DATABASE wdb succeeds while its worker runs') or diag($err);
 sleep 7;
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'order_ext worker'"), 0,
