@@ -239,17 +239,47 @@ Report(ArchiveState *st, const char *what, bool log)
 }
 
 /*
- * SetLockTimeout
- *		lock_timeout = order_ext.ddl_lock_timeout for the current transaction.
+ * SetLockTimeoutMs
+ *		lock_timeout = ms (at least 1: 0 would mean none) for the current
+ *		transaction.
  */
 static void
-SetLockTimeout(void)
+SetLockTimeoutMs(long ms)
 {
 	char		timeout[32];
 
-	snprintf(timeout, sizeof(timeout), "%d", oe_ddl_lock_timeout_ms);
+	snprintf(timeout, sizeof(timeout), "%ld", Max(ms, 1));
 	(void) set_config_option("lock_timeout", timeout, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/* lock_timeout = order_ext.ddl_lock_timeout for the current transaction. */
+static void
+SetLockTimeout(void)
+{
+	SetLockTimeoutMs(oe_ddl_lock_timeout_ms);
+}
+
+/*
+ * LockWithin
+ *		Run one LOCK TABLE statement, waiting at most what is *left_ms of the
+ *		transaction's budget for its locks, and take what it waited from it.
+ *		A budget spent before the statement is a lock timeout too.
+ */
+static void
+LockWithin(const char *sql, long *left_ms)
+{
+	TimestampTz start = GetCurrentTimestamp();
+
+	if (*left_ms <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("the month's locks took order_ext.ddl_lock_timeout (%d ms) in all",
+						oe_ddl_lock_timeout_ms)));
+	SetLockTimeoutMs(*left_ms);
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not run %s", sql);
+	*left_ms -= TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
 }
 
 /*
@@ -665,18 +695,25 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			int			t;
 			TimestampTz locked_at;
 			TimestampTz checked_at;
+			long		left_ms;
 
 			BgXactBegin();
-			SetLockTimeout();
+			left_ms = oe_ddl_lock_timeout_ms;
 
-			/* no writes into this month from here on; reads go on */
+			/*
+			 * No writes into this month from here on; reads go on.  Every
+			 * lock of this transaction is waited for out of one budget of
+			 * order_ext.ddl_lock_timeout, table by table: waits for several
+			 * tables, each under the timeout, must not add up to a longer
+			 * stop of live traffic queued behind an ACCESS EXCLUSIVE request.
+			 */
 			initStringInfo(&sql);
-			appendStringInfoString(&sql, "LOCK TABLE ");
 			for (t = 0; t < OrderTablesCount; t++)
-				appendStringInfo(&sql, "%sorder_ext.%s", t ? ", " : "", quote_identifier(m->live[t]));
-			appendStringInfoString(&sql, " IN SHARE MODE");
-			if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
-				elog(ERROR, "could not lock the month");
+			{
+				resetStringInfo(&sql);
+				appendStringInfo(&sql, "LOCK TABLE order_ext.%s IN SHARE MODE", quote_identifier(m->live[t]));
+				LockWithin(sql.data, &left_ms);
+			}
 			locked_at = GetCurrentTimestamp();
 
 			blocked = !MonthFinished(st, m, &total);
@@ -691,6 +728,27 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 			}
 			else
 			{
+				/*
+				 * The locks the DDL below takes, all before the first of it:
+				 * history's parents (ATTACH), then each live parent and its
+				 * partition (DETACH).  ONLY: a live parent's other months
+				 * are none of this.
+				 */
+				for (t = 0; t < OrderTablesCount; t++)
+				{
+					resetStringInfo(&sql);
+					appendStringInfo(&sql, "LOCK TABLE ONLY order_ext.%s IN SHARE UPDATE EXCLUSIVE MODE",
+									 quote_identifier(psprintf("%s_history", OrderTables[t])));
+					LockWithin(sql.data, &left_ms);
+				}
+				for (t = 0; t < 2 * OrderTablesCount; t++)
+				{
+					resetStringInfo(&sql);
+					appendStringInfo(&sql, "LOCK TABLE ONLY order_ext.%s IN ACCESS EXCLUSIVE MODE",
+									 quote_identifier(t % 2 ? m->live[t / 2] : OrderTables[t / 2]));
+					LockWithin(sql.data, &left_ms);
+				}
+				SetLockTimeoutMs(left_ms);	/* for anything the DDL locks besides */
 				for (t = 0; t < OrderTablesCount; t++)
 				{
 					const char *table = OrderTables[t];

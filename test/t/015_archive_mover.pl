@@ -55,38 +55,8 @@ my $node = archive_node('archive_mover', 'order_ext', 'log_min_messages = log');
 $node->safe_psql('postgres', 'CREATE EXTENSION order_ext');
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
-# A session that holds a transaction open: run $sql (ending in a SELECT of
-# 'ready') and wait for it.
-sub open_session
-{
-	my ($sql) = @_;
-	my %s = (in => '', out => '', err => '');
-	$s{h} = IPC::Run::start(
-		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
-		'<', \$s{in}, '>', \$s{out}, '2>', \$s{err}, IPC::Run::timeout($timeout));
-	session_do(\%s, $sql);
-	return \%s;
-}
-
-sub session_do
-{
-	my ($s, $sql) = @_;
-	$s->{out} = '';
-	$s->{in} .= "$sql\nSELECT 'ready';\n";
-	$s->{h}->pump until $s->{out} =~ /ready/ || $s->{err} ne '';
-	die "session: $s->{err}" if $s->{err} ne '';
-}
-
-# archive('30 days', 1000) in the background; its output and errors
+# archive()'s output and errors (start_archive)
 my ($aout, $aerr);
-sub start_archive
-{
-	($aout, $aerr) = ('', '');
-	return IPC::Run::start(
-		[ 'psql', '-X', '-At', '-v', 'VERBOSITY=verbose', '-d', $node->connstr('postgres'),
-		  '-c', "SELECT order_ext.archive('30 days', 1000)" ],
-		'>', \$aout, '2>', \$aerr, IPC::Run::timeout($timeout));
-}
 
 my $waiting = q{SELECT count(*) > 0 FROM pg_stat_activity
                 WHERE backend_type = 'order_ext archive' AND wait_event = 'transactionid'};
@@ -118,8 +88,8 @@ SELECT order_ext.fire($id, 'complete');});
 sub run_against
 {
 	my ($session_sql, $what) = @_;
-	my $a = open_session($session_sql);
-	my $h = start_archive();
+	my $a = open_session($node, $session_sql);
+	my $h = start_archive($node, \$aout, \$aerr);
 	ok(wait_for($node, 'postgres', $waiting, 60), "archive() waits for $what");
 	session_do($a, 'COMMIT;');
 	$h->finish;
@@ -317,9 +287,9 @@ is($node->safe_psql('postgres', "SELECT status FROM order_ext.orders WHERE order
 
 # 11. a live partition busy while its index would be built: left to ATTACH
 make_month($node, 'postgres', '2025-02-01', 20, 0);
-my $busy = open_session('BEGIN; LOCK TABLE order_ext.order_items_p2025_02 IN ROW EXCLUSIVE MODE;');
+my $busy = open_session($node, 'BEGIN; LOCK TABLE order_ext.order_items_p2025_02 IN ROW EXCLUSIVE MODE;');
 $from = -s $node->logfile;
-my $h = start_archive();
+my $h = start_archive($node, \$aout, \$aerr);
 my $seen = 0;
 for (my $i = 0; $i < $timeout * 20 && !$seen; $i++)
 {

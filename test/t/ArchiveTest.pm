@@ -1,7 +1,8 @@
 # test/t/ArchiveTest.pm — helpers shared by the archiving and worker TAP
-# tests (010-013): a node with order_ext preloaded, a month of orders made
-# by test/bench/archive_month.sql, and the check that every order is in
-# exactly one of live or history with all its rows.
+# tests (010-016): a node with order_ext preloaded, a month of orders made
+# by test/bench/archive_month.sql, the check that every order is in
+# exactly one of live or history with all its rows, sessions that hold a
+# transaction open, and archive() in the background.
 package ArchiveTest;
 
 use strict;
@@ -12,9 +13,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
+use IPC::Run;
 
 use Exporter 'import';
-our @EXPORT = qw(archive_node make_month placement wait_for);
+our @EXPORT = qw(archive_node make_month placement wait_for open_session session_do start_archive);
 
 my $MONTH_SQL = dirname(__FILE__) . '/../bench/archive_month.sql';
 
@@ -79,6 +81,41 @@ sub wait_for
 		usleep(100_000);
 	}
 	return 0;
+}
+
+# A session that holds a transaction open: run $sql and wait for it.
+sub open_session
+{
+	my ($node, $sql) = @_;
+	my %s = (in => '', out => '', err => '');
+	$s{h} = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
+		'<', \$s{in}, '>', \$s{out}, '2>', \$s{err},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	session_do(\%s, $sql);
+	return \%s;
+}
+
+# Run $sql in a session of open_session and wait for it.
+sub session_do
+{
+	my ($s, $sql) = @_;
+	$s->{out} = '';
+	$s->{in} .= "$sql\nSELECT 'ready';\n";
+	$s->{h}->pump until $s->{out} =~ /ready/ || $s->{err} ne '';
+	die "session: $s->{err}" if $s->{err} ne '';
+}
+
+# archive('30 days', 1000) in the background: its harness; what it prints
+# and its errors land in $$out and $$err.
+sub start_archive
+{
+	my ($node, $out, $err) = @_;
+	($$out, $$err) = ('', '');
+	return IPC::Run::start(
+		[ 'psql', '-X', '-At', '-v', 'VERBOSITY=verbose', '-d', $node->connstr('postgres'),
+		  '-c', "SELECT order_ext.archive('30 days', 1000)" ],
+		'>', $out, '2>', $err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 }
 
 1;
