@@ -176,6 +176,8 @@ typedef struct ArchiveState
 	char	   *after_sales_columns;	/* InsertColumns of order_ext.after_sales */
 	int64		moved;
 	TimestampTz last_log;
+	SPIPlanPtr	plans[MAX_TABLES];	/* a month's statements (PrepareMonthPlans) */
+	SPIPlanPtr	sweep_plan;		/* AfterSalesSweep's statement */
 	long		whole_locked_ms;	/* the last whole month: its tables locked */
 	long		whole_check_ms;		/* of which checking it was finished */
 	MemoryContext cxt;
@@ -812,19 +814,42 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 }
 
 /*
- * PrepareMonthPlans
- *		The statements that move a batch of a month, by partition (no
- *		routing, no pruning needed), kept across the month's transactions:
- *		plans[0] moves the next batch_size orders' archivable ones and
- *		returns the window's last id and the moved ids; plans[t] moves
- *		table t's rows of those ids.
+ * FreeKeptPlans
+ *		Free the statements a run keeps across its transactions: when they
+ *		are done with, and when the run fails (they live in
+ *		CacheMemoryContext, and the worker's process lives on).
  */
 static void
-PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
+FreeKeptPlans(ArchiveState *st)
+{
+	int			t;
+
+	for (t = 0; t < MAX_TABLES; t++)
+	{
+		if (st->plans[t] != NULL)
+			SPI_freeplan(st->plans[t]);
+		st->plans[t] = NULL;
+	}
+	if (st->sweep_plan != NULL)
+		SPI_freeplan(st->sweep_plan);
+	st->sweep_plan = NULL;
+}
+
+/*
+ * PrepareMonthPlans
+ *		The statements that move a batch of a month, by partition (no
+ *		routing, no pruning needed), kept across the month's transactions
+ *		in st->plans: plans[0] moves the next batch_size orders' archivable
+ *		ones and returns the window's last id and the moved ids; plans[t]
+ *		moves table t's rows of those ids.
+ */
+static void
+PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m)
 {
 	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, INT4OID};
 	Oid			childtypes[1] = {INT8ARRAYOID};
 	char	   *columns[MAX_TABLES] = {NULL};
+	SPIPlanPtr	plans[MAX_TABLES] = {NULL};
 	char	   *sql;
 	int			t;
 
@@ -862,6 +887,7 @@ PrepareMonthPlans(ArchiveState *st, ArchiveMonth *m, SPIPlanPtr *plans)
 				 SPI_result_code_string(SPI_result));
 		if (plans[t] != NULL && SPI_keepplan(plans[t]) != 0)
 			elog(ERROR, "SPI_keepplan failed");
+		st->plans[t] = plans[t];	/* kept: FreeKeptPlans frees it */
 	}
 }
 
@@ -905,7 +931,7 @@ static void
 MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 {
 	StringInfoData sql;
-	SPIPlanPtr	plans[MAX_TABLES] = {NULL};
+	SPIPlanPtr *plans = st->plans;	/* the statements, once needed */
 	Datum		values[4];
 	char		what[128];
 	int64		last = m->lo - 1;
@@ -979,7 +1005,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 			statements = true;
 		}
 		if (plans[0] == NULL)
-			PrepareMonthPlans(st, m, plans);
+			PrepareMonthPlans(st, m);
 		values[0] = Int64GetDatum(last);
 		values[1] = Int64GetDatum(upper);
 		values[2] = st->spec.terminal;
@@ -989,9 +1015,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		picked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		if (isnull)
 		{
-			for (t = 0; t < OrderTablesCount; t++)
-				if (plans[t] != NULL)
-					SPI_freeplan(plans[t]);
+			FreeKeptPlans(st);
 			BgXactCommit();
 			break;
 		}
@@ -1027,7 +1051,6 @@ AfterSalesSweep(ArchiveState *st)
 {
 	Oid			argtypes[4] = {INT8OID, INT8OID, INT8OID, INT4OID};
 	Datum		values[4];
-	SPIPlanPtr	plan = NULL;
 	int64		last_order = PG_INT64_MIN;
 	int64		last_id = PG_INT64_MIN;
 	int64		moved = 0;
@@ -1038,9 +1061,9 @@ AfterSalesSweep(ArchiveState *st)
 		bool		isnull;
 
 		BatchXactBegin();
-		if (plan == NULL)
+		if (st->sweep_plan == NULL)
 		{
-			plan = SPI_prepare(psprintf("WITH pick AS ("
+			SPIPlanPtr	plan = SPI_prepare(psprintf("WITH pick AS ("
 										" SELECT a.order_id, a.id FROM order_ext.after_sales a"
 										" WHERE (a.order_id, a.id) > ($1, $2) AND a.order_id < $3"
 										" AND EXISTS (SELECT 1 FROM order_ext.orders_history h"
@@ -1058,16 +1081,17 @@ AfterSalesSweep(ArchiveState *st)
 			if (plan == NULL || SPI_keepplan(plan) != 0)
 				elog(ERROR, "could not prepare the after-sales sweep: %s",
 					 SPI_result_code_string(SPI_result));
+			st->sweep_plan = plan;
 		}
 		values[0] = Int64GetDatum(last_order);
 		values[1] = Int64GetDatum(last_id);
 		values[2] = Int64GetDatum(st->cutoff_id);
 		values[3] = Int32GetDatum(st->batch_size);
-		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(st->sweep_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not move after-sales of archived orders");
 		if (SPI_processed == 0)
 		{
-			SPI_freeplan(plan);
+			FreeKeptPlans(st);
 			BgXactCommit();
 			break;
 		}
@@ -1311,6 +1335,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(oldcxt);
+		FreeKeptPlans(&st);
 		MemoryContextDelete(st.cxt);
 		run_pace = NULL;
 		ArchiveOneCpu(false);

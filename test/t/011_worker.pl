@@ -3,8 +3,9 @@
 # order_ext.worker_databases, visible in pg_stat_activity.backend_type, that
 # fires due timers and archives; it comes back after pg_terminate_backend
 # (worker or launcher) and after a crash; SIGHUP changes its naptime; each
-# run is recorded in worker_runs, a run stopped midway as failed; it does not
-# block DROP DATABASE.
+# run is recorded in worker_runs, a run stopped midway as failed; failed runs
+# leave no kept statements behind; it does not block DROP DATABASE, and a
+# DROP DATABASE bound to fail does not stop it.
 use strict;
 use warnings;
 
@@ -104,6 +105,35 @@ ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
 $node->safe_psql('wdb', q{INSERT INTO order_ext.worker_runs (source, pid) VALUES ('worker', 999999)});
 ok(wait_for($node, 'wdb', q{SELECT status = 'failed' FROM order_ext.worker_runs WHERE pid = 999999}, 30),
 	'a run left running by a vanished process is marked failed');
+
+# a month that fails every run (a trigger of the DBA's on history refuses
+# its rows): each run is recorded as failed, and the worker does not keep
+# the statements of the failed runs (they live in CacheMemoryContext, and
+# the worker's process lives on): its memory contexts show at most one
+# run's worth (5), not 5 more after every run
+make_month($node, 'wdb', '2023-12-01', 20, 1);
+$node->safe_psql('wdb', q{
+CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$;
+CREATE TRIGGER refuse BEFORE INSERT ON order_ext.orders_history FOR EACH ROW EXECUTE FUNCTION refuse();
+});
+my $refused = q{SELECT count(*) FROM order_ext.worker_runs WHERE status = 'failed' AND message LIKE '%refused by the test%'};
+ok(wait_for($node, 'wdb', "SELECT ($refused) >= 6", 60), 'the month fails every run, recorded as failed');
+$pid = $node->safe_psql('postgres', $WORKER);
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+my $dump = '';
+for (my $i = 0; $i < 300 && $dump !~ /Grand total/; $i++)
+{
+	usleep(100_000);
+	$dump = slurp_file($node->logfile, $offset);
+}
+like($dump, qr/logging memory contexts of PID $pid/, 'the worker logged its memory contexts');
+my $kept = () = $dump =~ /CachedPlanSource: [^\n]*(?:WITH pick AS|WITH moved AS \(DELETE)/g;
+cmp_ok($kept, '<=', 5, "after 6 failed runs it keeps at most one run's statements ($kept)");
+$node->safe_psql('wdb', 'DROP TRIGGER refuse ON order_ext.orders_history');
+ok(wait_for($node, 'wdb', q{SELECT count(*) = 1 FROM order_ext.orders
+	WHERE order_id BETWEEN order_ext.min_order_id('2023-12-01') AND order_ext.min_order_id('2023-12-31')}, 60),
+	'without the trigger, the next run archives the month');
 
 # a stop request in the middle of a run: the worker records the run as failed
 # (rather than leaving it running) and comes back; it stays slow for the
