@@ -178,6 +178,9 @@ typedef struct ArchiveState
 	TimestampTz last_log;
 	SPIPlanPtr	plans[MAX_TABLES];	/* a month's statements (PrepareMonthPlans) */
 	SPIPlanPtr	sweep_plan;		/* AfterSalesSweep's statement */
+	TimestampTz stop_at;		/* no new batch or month after it; 0: none */
+	int			budget_ms;		/* what stop_at was set from */
+	bool		time_up;		/* stop_at passed, the run stopped early */
 	long		whole_locked_ms;	/* the last whole month: its tables locked */
 	long		whole_check_ms;		/* of which checking it was finished */
 	MemoryContext cxt;
@@ -923,6 +926,25 @@ BatchPause(ArchiveState *st, const char *what)
 }
 
 /*
+ * TimeUp
+ *		Whether the run's time budget is spent (ArchiveRun's budget_ms): then
+ *		it starts no new batch or month, and says so once.
+ */
+static bool
+TimeUp(ArchiveState *st)
+{
+	if (st->time_up)
+		return true;
+	if (st->stop_at == 0 || GetCurrentTimestamp() < st->stop_at)
+		return false;
+	st->time_up = true;
+	ereport(LOG,
+			(errmsg("order_ext archive: stopping after %d ms of this run (" INT64_FORMAT " orders moved);"
+					" the rest is left for the next run", st->budget_ms, st->moved)));
+	return true;
+}
+
+/*
  * MonthBatches
  *		Move the archivable orders of a month below 'upper', batch_size per
  *		transaction, into the month's history partitions (made if missing).
@@ -983,6 +1005,11 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		Datum		ids;
 		int64		picked;
 
+		if (TimeUp(st))
+		{
+			FreeKeptPlans(st);
+			break;
+		}
 		BatchXactBegin();
 		if (!statements)
 		{
@@ -1060,6 +1087,11 @@ AfterSalesSweep(ArchiveState *st)
 	{
 		bool		isnull;
 
+		if (TimeUp(st))
+		{
+			FreeKeptPlans(st);
+			break;
+		}
 		BatchXactBegin();
 		if (st->sweep_plan == NULL)
 		{
@@ -1247,10 +1279,12 @@ ArchiveDoneLine(const ArchivePace *pace)
  *		One archive run, in transactions of its own (the caller is a
  *		background process outside any transaction).  With wait_for_lock
  *		false, returns 0 with *skipped set if another run holds the lock.
+ *		With budget_ms > 0, it starts no batch or month after that long and
+ *		leaves the rest to the next run (which finds it as this one did).
  */
 int64
 ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace,
-		   bool wait_for_lock, bool *skipped)
+		   bool wait_for_lock, int budget_ms, bool *skipped)
 {
 	ArchiveState st;
 	ArchiveMonth *months = NULL;
@@ -1270,6 +1304,9 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	archive_rested_us = 0;
 	archive_rests = 0;
 	st.last_log = GetCurrentTimestamp();
+	st.budget_ms = budget_ms;
+	if (budget_ms > 0)
+		st.stop_at = TimestampTzPlusMilliseconds(st.last_log, budget_ms);
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));
@@ -1296,7 +1333,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	{
 		Report(&st, psprintf("orders created before %s", timestamptz_to_str(cutoff)), false);
 		nmonths = PrepareRun(&st, &months);
-		for (i = 0; i < nmonths; i++)
+		for (i = 0; i < nmonths && !TimeUp(&st); i++)
 		{
 			ArchiveMonth *m = &months[i];
 			bool		whole = m->hi <= st.cutoff_id && !m->hist_overlap;
@@ -1328,7 +1365,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 			}
 			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
 		}
-		AfterSalesSweep(&st);
+		if (!TimeUp(&st))
+			AfterSalesSweep(&st);
 		/* a run that yielded or rested says so, also one that should not have */
 		Report(&st, ArchiveDoneLine(pace), st.moved > 0);
 	}
@@ -1558,7 +1596,7 @@ ArchiveWorkerMain(Datum main_arg)
 		char		results[64];
 
 		run_id = RunsBegin("archive");
-		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, &sh->pace, true, &skipped);
+		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, &sh->pace, true, 0, &skipped);
 		snprintf(results, sizeof(results), "{\"archive\": " INT64_FORMAT "}", sh->moved);
 		RunsEnd(run_id, "succeeded", results, NULL);
 		sh->finished = true;

@@ -413,16 +413,26 @@ WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * ArchiveJob
+ *		The worker's archive run: at most order_ext.naptime of archiving (to
+ *		the next batch's end), so that a long backlog cannot hold up the
+ *		timers; the next run, due at once, goes on after them.
+ */
 static int64
 ArchiveJob(bool *skipped)
 {
 	Interval   *after = ParseInterval(oe_archive_after);
+	Interval	copy;
 	ArchivePace pace;
 
 	if (after == NULL)
 		elog(ERROR, "order_ext.archive_after is not a valid interval");
+	copy = *after;
+	pfree(after);
 	ArchivePaceFromSettings(&pace);
-	return ArchiveRun(after, oe_archive_batch_size, &pace, false, skipped);
+	return ArchiveRun(&copy, oe_archive_batch_size, &pace, false,
+					  (int) Min((int64) oe_naptime * 1000, PG_INT32_MAX), skipped);
 }
 
 /*

@@ -138,14 +138,17 @@ ok(wait_for($node, 'wdb', q{SELECT count(*) = 1 FROM order_ext.orders
 # a stop request in the middle of a run: the worker records the run as failed
 # (rather than leaving it running) and comes back; it stays slow for the
 # DROP DATABASE below, which so stops it mid-run too
-make_month($node, 'wdb', '2024-02-01', 300, 1);
+make_month($node, 'wdb', '2024-02-01', 600, 1);
 $node->safe_psql('postgres', 'ALTER SYSTEM SET order_ext.archive_pause = 1000');
 $node->safe_psql('postgres', 'ALTER SYSTEM SET order_ext.archive_batch_size = 10');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET order_ext.naptime = 5');
 $node->reload;
 ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER AND query LIKE 'order_ext archive: batches of%')", 60),
 	'the worker archives a month in slow batches');
-$pid = $node->safe_psql('postgres', $WORKER);
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+# the process, as it archives (looked up and terminated in one statement)
+ok(wait_for($node, 'postgres', "SELECT count(pg_terminate_backend(pid)) = 1 FROM ($WORKER AND query LIKE 'order_ext archive: batches of%') w", 30),
+	'terminated while archiving');
+$pid = $node->safe_psql('wdb', "SELECT pid FROM order_ext.worker_runs WHERE source = 'worker' ORDER BY id DESC LIMIT 1");
 ok(wait_for($node, 'postgres', "SELECT NOT EXISTS ($WORKER AND pid = $pid)", 10), 'it stops promptly mid-run');
 is($node->safe_psql('wdb', "SELECT status || ': ' || message FROM order_ext.worker_runs WHERE pid = $pid ORDER BY id DESC LIMIT 1"),
 	'failed: archive failed: the worker was asked to stop (pg_terminate_backend, DROP DATABASE or a shutdown)',
@@ -154,9 +157,25 @@ ok($node->log_contains(qr/order_ext worker: stopped on request/), 'the log says 
 ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER AND pid <> $pid AND query LIKE 'order_ext archive: batches of%')", 60),
 	'it comes back and carries on');
 
+# a long backlog does not hold up the timers: a run archives for at most
+# naptime (5 s here), and the next, due at once, fires the due timers first;
+# this month's batches would take a minute
+$node->safe_psql('wdb', q{
+CREATE TABLE t2 AS SELECT order_ext.new_order_id() AS id;
+SELECT order_ext.create_order(id, 3, '[{"sku":"W","qty":1,"unit_price":5}]') FROM t2;
+UPDATE order_ext.timers SET due_at = now() - interval '1 second' WHERE order_id = (SELECT id FROM t2);
+});
+ok(wait_for($node, 'wdb', q{SELECT status = 'cancelled' FROM order_ext.orders WHERE order_id = (SELECT id FROM t2)}, 15),
+	'a timer that falls due while the worker works through a backlog fires within seconds');
+cmp_ok($node->safe_psql('wdb', q{SELECT count(*) FROM order_ext.orders
+	WHERE order_id BETWEEN order_ext.min_order_id('2024-02-01') AND order_ext.min_order_id('2024-02-28')}),
+	'>', 100, 'while most of the month is still to be archived');
+ok($node->log_contains(qr/order_ext archive: stopping after 5000 ms of this run \(\d+ orders moved\); the rest is left for the next run/),
+	'the log says when a run leaves the rest to the next');
+
 # a DROP DATABASE that is bound to fail does not stop the worker: one by a
 # role that does not own the database, one inside a transaction block
-$pid = $node->safe_psql('postgres', "$WORKER AND query LIKE 'order_ext archive: batches of%'");
+$pid = $node->safe_psql('postgres', $WORKER);
 $node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
 my ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb', extra_params => [ '-U', 'intruder' ]);
 like($err, qr/must be owner of database wdb/, 'DROP DATABASE by a role that does not own wdb fails');
