@@ -78,6 +78,17 @@ INSERT INTO order_ext.order_payments (order_id, kind, txn_id, amount)
 SELECT id, 'payment', 'txn-extra', 1 FROM o WHERE month = 'mar' AND n = 1;
 SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS in_writing_transaction;
 ROLLBACK;
+-- nor inside one that holds a lock on an order table (one that has read
+-- it, say): its process would wait for that lock, and leave months behind
+BEGIN;
+LOCK TABLE ONLY order_ext.orders_history IN ACCESS SHARE MODE;
+SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS holding_history_lock;
+ROLLBACK;
+BEGIN;
+SELECT count(*) >= 0 AS read_orders FROM order_ext.orders;
+SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')')
+       LIKE '25001: archive() cannot run in a transaction that holds a lock on order_ext.order%' AS having_read_orders;
+ROLLBACK;
 -- nothing older than the ids: nothing moves
 SELECT order_ext.archive('100 years') AS moved_100_years;
 -- a history twin gone missing: the run stops before it moves anything

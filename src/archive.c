@@ -1629,6 +1629,37 @@ ArchiveWorkerMain(Datum main_arg)
 	proc_exit(0);
 }
 
+/*
+ * CallerLockedOrderTable
+ *		A partitioned order table of schema order_ext, or a partition of one,
+ *		that this backend holds a lock on (the first found), or InvalidOid.
+ *		The archive process would wait for such a lock: a whole month's
+ *		DETACH for any of them, a history partition's CREATE for a lock on
+ *		history's parent.
+ */
+static Oid
+CallerLockedOrderTable(void)
+{
+	LockData   *locks = GetLockStatusData();
+	Oid			nsp = get_namespace_oid("order_ext", true);
+	int			i;
+
+	for (i = 0; i < locks->nelements && OidIsValid(nsp); i++)
+	{
+		LockInstanceData *l = &locks->locks[i];
+		Oid			relid = l->locktag.locktag_field2;
+
+		if (l->pid != MyProcPid || l->holdMask == 0 ||
+			l->locktag.locktag_type != LOCKTAG_RELATION ||
+			l->locktag.locktag_field1 != MyDatabaseId ||
+			get_rel_namespace(relid) != nsp)
+			continue;
+		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE || get_rel_relispartition(relid))
+			return relid;
+	}
+	return InvalidOid;
+}
+
 /* archive()'s caller errs or exits: the archive process stops with it. */
 static void
 ArchiveCallerGone(int code, Datum arg)
@@ -1653,6 +1684,7 @@ archive(PG_FUNCTION_ARGS)
 	int32		batch_size;
 	pid_t		pid;
 	int64		moved;
+	Oid			locked;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1681,6 +1713,15 @@ archive(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("archive() cannot run in a transaction that has written"),
 				 errdetail("It commits batch by batch in a process of its own, which would wait for this transaction's locks."),
+				 errhint("Call it in a transaction of its own.")));
+	locked = CallerLockedOrderTable();
+	if (OidIsValid(locked))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("archive() cannot run in a transaction that holds a lock on order_ext.%s",
+						get_rel_name(locked)),
+				 errdetail("It moves orders in a process of its own, which would wait for this transaction's locks"
+						   " and leave months behind."),
 				 errhint("Call it in a transaction of its own.")));
 
 	seg = dsm_create(sizeof(ArchiveShared), 0);
