@@ -264,6 +264,15 @@ SELECT order_ext.archive('30 days') AS moved_april_last;
 SELECT count(*) AS live_april FROM order_ext.orders x JOIN a ON a.id = x.order_id;
 SELECT s.n, h.status, h.amount FROM s JOIN order_ext.after_sales_history h ON h.id = s.sid ORDER BY s.n;
 SELECT count(*) AS live_requests FROM order_ext.after_sales x JOIN a ON a.id = x.order_id;
+-- a run that stopped between the orders and their requests (cancelled, or
+-- its statement_timeout) leaves archived orders' requests live; a later run
+-- sweeps them whatever its cutoff (here one before April), not only below it
+WITH back AS (DELETE FROM order_ext.after_sales_history WHERE id = (SELECT sid FROM s WHERE n = 2) RETURNING *)
+INSERT INTO order_ext.after_sales SELECT * FROM back;
+SELECT order_ext.archive('1000 days') AS moved_before_april;
+SELECT (SELECT count(*) FROM order_ext.after_sales WHERE id = s.sid) AS live_request,
+       (SELECT count(*) FROM order_ext.after_sales_history WHERE id = s.sid) AS archived_request
+FROM s WHERE s.n = 2;
 
 -- A rejected request can be appealed at any time in the default machine, so
 -- it keeps its order live; a shop that closes the appeal after a while says

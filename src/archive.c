@@ -1067,11 +1067,13 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
  * AfterSalesSweep
  *		Move the after-sales of archived orders (all finished, see ARCHIVABLE)
  *		to order_ext.after_sales_history, batch_size per transaction, in
- *		primary-key order below the cutoff.  A sweep rather than a step of
- *		each path: a whole month moves in one short transaction that should
- *		not grow with its after-sales, and a run that stopped between the
- *		orders and their requests leaves the rest to the next sweep.  Every
- *		request is in exactly one of the two tables at every commit.
+ *		primary-key order up to the newest archived order (not only below
+ *		this run's cutoff: an earlier run with a later one may have stopped
+ *		before its sweep).  A sweep rather than a step of each path: a whole
+ *		month moves in one short transaction that should not grow with its
+ *		after-sales, and a run that stopped between the orders and their
+ *		requests leaves the rest to the next sweep.  Every request is in
+ *		exactly one of the two tables at every commit.
  */
 static void
 AfterSalesSweep(ArchiveState *st)
@@ -1081,6 +1083,7 @@ AfterSalesSweep(ArchiveState *st)
 	int64		last_order = PG_INT64_MIN;
 	int64		last_id = PG_INT64_MIN;
 	int64		moved = 0;
+	int64		upper = -1;		/* above the newest archived order */
 
 	Report(st, "after-sales of archived orders", false);
 	for (;;)
@@ -1115,9 +1118,19 @@ AfterSalesSweep(ArchiveState *st)
 					 SPI_result_code_string(SPI_result));
 			st->sweep_plan = plan;
 		}
+		if (upper < 0)
+		{
+			bool		none;
+			Datum		newest;
+
+			if (SPI_execute("SELECT max(order_id) FROM order_ext.orders_history", true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not read the newest archived order");
+			newest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &none);
+			upper = Max(st->cutoff_id, none ? 0 : DatumGetInt64(newest) + 1);
+		}
 		values[0] = Int64GetDatum(last_order);
 		values[1] = Int64GetDatum(last_id);
-		values[2] = Int64GetDatum(st->cutoff_id);
+		values[2] = Int64GetDatum(upper);
 		values[3] = Int32GetDatum(st->batch_size);
 		if (SPI_execute_plan(st->sweep_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not move after-sales of archived orders");
