@@ -235,7 +235,7 @@ BgSigterm(SIGNAL_ARGS)
  * RunsBegin
  *		Record a run as 'running' (committed at once); first mark runs that
  *		a crash or a terminated process left 'running' as failed, and keep
- *		only the newest rows.
+ *		only the newest rows of finished runs.
  */
 int64
 RunsBegin(const char *source)
@@ -259,7 +259,9 @@ RunsBegin(const char *source)
 							  2, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not record the run");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (SPI_execute("DELETE FROM order_ext.worker_runs WHERE id <= (SELECT r.id FROM order_ext.worker_runs r"
+	/* a run still running keeps its row, however many have finished since */
+	if (SPI_execute("DELETE FROM order_ext.worker_runs WHERE status <> 'running'"
+					" AND id <= (SELECT r.id FROM order_ext.worker_runs r WHERE r.status <> 'running'"
 					" ORDER BY r.id DESC OFFSET " CppAsString2(RUNS_KEPT) " LIMIT 1)",
 					false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not cap the run log");

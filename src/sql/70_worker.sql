@@ -18,7 +18,7 @@ CREATE TABLE order_ext.worker_runs (
 );
 CREATE INDEX worker_runs_running_idx ON order_ext.worker_runs (id) WHERE status = 'running';
 COMMENT ON TABLE order_ext.worker_runs IS
-'One row per run of the order_ext background worker (source worker) or of order_ext.archive() (source archive), newest 1000 kept. results holds what each job did, e.g. {"run_timers": 3, "maintain": 0, "archive": 1200}. A run left running by a crash or a terminated process is marked failed when the next run starts.';
+'One row per run of the order_ext background worker (source worker) or of order_ext.archive() (source archive): the newest 1000 finished runs kept, and every run still running. results holds what each job did, e.g. {"run_timers": 3, "maintain": 0, "archive": 1200}. A run left running by a crash or a terminated process is marked failed when the next run starts.';
 
 INSERT INTO order_ext.role_grants VALUES
     ('admin', 'table', 'worker_runs', 'SELECT');

@@ -105,6 +105,19 @@ ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
 $node->safe_psql('wdb', q{INSERT INTO order_ext.worker_runs (source, pid) VALUES ('worker', 999999)});
 ok(wait_for($node, 'wdb', q{SELECT status = 'failed' FROM order_ext.worker_runs WHERE pid = 999999}, 30),
 	'a run left running by a vanished process is marked failed');
+# the cap of 1000 rows keeps a run that is still running (a long manual
+# archive(), here one whose process, the launcher's stand-in, is alive),
+# however many runs finish after it
+my $lpid_now = $node->safe_psql('postgres', $LAUNCHER);
+$node->safe_psql('wdb', qq{INSERT INTO order_ext.worker_runs (source, pid) VALUES ('archive', $lpid_now);
+INSERT INTO order_ext.worker_runs (source, pid, status, finished_at) SELECT 'archive', 999998, 'succeeded', now() FROM generate_series(1, 1200);});
+my $newest = $node->safe_psql('wdb', 'SELECT max(id) FROM order_ext.worker_runs');
+ok(wait_for($node, 'wdb', "SELECT EXISTS (SELECT 1 FROM order_ext.worker_runs WHERE id > $newest)"
+	. " AND (SELECT count(*) FROM order_ext.worker_runs) BETWEEN 1000 AND 1003", 30),
+	'the next run caps the rows again');
+is($node->safe_psql('wdb', "SELECT status FROM order_ext.worker_runs WHERE pid = $lpid_now"), 'running',
+	'but keeps the row of a run still running, however old');
+$node->safe_psql('wdb', "DELETE FROM order_ext.worker_runs WHERE pid = $lpid_now");
 
 # a month that fails every run (a trigger of the DBA's on history refuses
 # its rows): each run is recorded as failed, and the worker does not keep
