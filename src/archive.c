@@ -88,6 +88,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/partcache.h"
@@ -142,6 +143,7 @@ typedef struct ArchiveShared
 	Interval	older_than;
 	int32		batch_size;
 	ArchivePace pace;
+	int			ddl_lock_timeout_ms;	/* the caller's order_ext.ddl_lock_timeout */
 	int64		moved;
 	bool		finished;
 	int			sqlerrcode;
@@ -1602,6 +1604,13 @@ ArchiveWorkerMain(Datum main_arg)
 	SetUserIdAndSecContext(sh->useroid, SECURITY_LOCAL_USERID_CHANGE);
 	pgstat_report_appname("order_ext archive");
 	cxt = CurrentMemoryContext;
+	/* the caller's session settings: the pace is in sh->pace, this one a GUC */
+	{
+		char		timeout[32];
+
+		snprintf(timeout, sizeof(timeout), "%d", sh->ddl_lock_timeout_ms);
+		SetConfigOption("order_ext.ddl_lock_timeout", timeout, PGC_USERSET, PGC_S_SESSION);
+	}
 
 	PG_TRY();
 	{
@@ -1746,6 +1755,7 @@ archive(PG_FUNCTION_ARGS)
 	sh->older_than = *older_than;
 	sh->batch_size = batch_size;
 	ArchivePaceFromSettings(&sh->pace);
+	sh->ddl_lock_timeout_ms = oe_ddl_lock_timeout_ms;
 
 	BgWorkerFill(&worker, "ArchiveWorkerMain", "order_ext archive",
 				 UInt32GetDatum(dsm_segment_handle(seg)));

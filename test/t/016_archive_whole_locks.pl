@@ -9,15 +9,16 @@
 #      longer than the timeout (before, the waits added up: 1.8 s here);
 #   2. a table held for longer than three attempts: the month is left for
 #      the next run, nothing of it moved, the reader again never waited much
-#      longer than the timeout; once the table is free, the next run moves
-#      the month whole.
+#      longer than the timeout; a caller's own ddl_lock_timeout (SET in its
+#      session) is the one its archive process keeps to; once the table is
+#      free, the next run moves the month whole.
 use strict;
 use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(usleep time);
 use IPC::Run;
 
 use lib 't', 'test/t';
@@ -121,6 +122,13 @@ $runlog = slurp_file($node->logfile, $from);
 like($runlog, qr/attempt 3 of 3/, 'after three attempts');
 like($runlog, qr/month orders_p2024_02 left for the next run: its tables stayed busy/, 'it is left for the next run');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.orders}), '50', 'its orders are all live');
+# the caller's own order_ext.ddl_lock_timeout goes to the archive process:
+# three attempts of 200 ms take well under the three of 1 s above
+my $t0 = time;
+is($node->safe_psql('postgres', "SET order_ext.ddl_lock_timeout = '200ms'; SELECT order_ext.archive('30 days', 1000)"),
+	'0', 'with a session ddl_lock_timeout of 200 ms, the month does not move either');
+my $took = time - $t0;
+cmp_ok($took, '<', 2.5, "its three attempts took ${\ sprintf('%.1f', $took)} s (3 s or more at 1 s)");
 session_do($events, 'COMMIT;');
 $from = -s $node->logfile;
 is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '50', 'the next run moves it');
