@@ -9,7 +9,8 @@
  * never fire one timer twice.  A timer whose subject has left the status it was set for
  * is stale and dropped; one whose transition fails (guard, actor, a
  * changed machine) is dropped with a WARNING, in its own subtransaction, so
- * one bad timer never holds the others back.
+ * one bad timer never holds the others back.  One that fails for the moment
+ * (a lock timeout, a deadlock) is put back, due again a few seconds later.
  */
 #include "postgres.h"
 
@@ -31,6 +32,7 @@
 
 static SPIPlanPtr schedule_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr requeue_plan = NULL;
 
 PG_FUNCTION_INFO_V1(run_timers);
 PG_FUNCTION_INFO_V1(run_timers_claimed);
@@ -145,9 +147,32 @@ FireTimerSubject(void *arg)
 }
 
 /*
- * FireTimer
- *		Fire one timer in a subtransaction; true if it fired.
+ * TransientError
+ *		An error that says nothing about the timer, only about the moment: a
+ *		lock timeout, a deadlock or serialization failure, short of memory or
+ *		disk, an I/O error.  Another try may well fire it.
  */
+static bool
+TransientError(int sqlerrcode)
+{
+	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		category == ERRCODE_INSUFFICIENT_RESOURCES ||
+		category == ERRCODE_SYSTEM_ERROR;
+}
+
+/*
+ * FireTimer
+ *		Fire one timer in a subtransaction; true if it fired.  One that fails
+ *		for the moment (TransientError) is put back, due again in
+ *		TIMER_RETRY_S; any other failure (a guard, a missing stock row) drops
+ *		it, with a warning either way.
+ */
+#define TIMER_RETRY_S 5
+
 static bool
 FireTimer(Timer *tm, Jsonb *payload)
 {
@@ -156,6 +181,34 @@ FireTimer(Timer *tm, Jsonb *payload)
 
 	if (edata == NULL)
 		return ta.fired;
+	if (TransientError(edata->sqlerrcode))
+	{
+		Oid			argtypes[6] = {INT8OID, TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID};
+		Datum		values[6];
+
+		values[0] = Int64GetDatum(tm->order_id);
+		values[1] = CStringGetTextDatum(tm->subject);
+		values[2] = Int64GetDatum(tm->subject_id);
+		values[3] = CStringGetTextDatum(tm->status);
+		values[4] = Int32GetDatum(tm->version);
+		values[5] = CStringGetTextDatum(tm->event);
+		if (SPI_execute_plan(OrderPlan(&requeue_plan,
+									   "INSERT INTO order_ext.timers"
+									   " (order_id, subject, subject_id, status, version, event, due_at)"
+									   " VALUES ($1, $2, $3, $4, $5, $6,"
+									   "         clock_timestamp() + interval '" CppAsString2(TIMER_RETRY_S) " seconds')"
+									   " ON CONFLICT DO NOTHING",
+									   6, argtypes),
+							 values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not put back timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("order_ext: timer %s of %s " INT64_FORMAT " (%s at version %d) put back for %d s: %s",
+						tm->event, tm->subject, tm->subject_id, tm->status, tm->version,
+						TIMER_RETRY_S, edata->message)));
+		FreeErrorData(edata);
+		return false;
+	}
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
 			 errmsg("order_ext: timer %s of %s " INT64_FORMAT " (%s at version %d) dropped: %s",
