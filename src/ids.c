@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -271,6 +272,13 @@ new_order_id(PG_FUNCTION_ARGS)
 				 errmsg("order_ext.new_order_id() needs order_ext in shared_preload_libraries"),
 				 errdetail("Order ids are issued from shared memory so that concurrent sessions never collide."),
 				 errhint("Add order_ext to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("order_ext.new_order_id() cannot run during recovery"),
+				 errdetail("A standby shares the primary's order_ext.node_id, and neither sees the ids the other issues."),
+				 errhint("Ask the primary for order ids.")));
 
 	now_ms = NowMs();
 	old = pg_atomic_read_u64(&id_state->last);

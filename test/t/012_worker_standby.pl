@@ -1,6 +1,7 @@
 # The worker on a standby (API.md "Archiving history orders", Background
 # worker): the launcher starts after recovery, so a hot standby runs no
-# order_ext worker (it could not write anyway); once promoted, it does.
+# order_ext worker (it could not write anyway); once promoted, it does.  A
+# standby issues no order ids either, until it is promoted.
 use strict;
 use warnings;
 
@@ -36,6 +37,11 @@ $primary->wait_for_catchup($standby);
 is($standby->safe_psql('postgres', "SELECT count(*) FROM order_ext.worker_runs WHERE id <= $last"), $runs,
 	'the standby sees the primary\'s runs');
 
+# a standby issues no order ids: it shares the primary's node_id, and the two
+# would hand out the same ids in the same millisecond
+my ($rc, $out, $err) = $standby->psql('postgres', 'SELECT order_ext.new_order_id()');
+like($err, qr/new_order_id\(\) cannot run during recovery/, 'new_order_id() on the standby is refused');
+
 # promoted: the launcher and a worker start, and runs are recorded there
 $primary->stop;
 $standby->promote;
@@ -47,5 +53,6 @@ my $wpid = $standby->safe_psql('postgres',
 ok(wait_for($standby, 'postgres',
 	qq{SELECT count(*) >= 2 FROM order_ext.worker_runs WHERE pid = $wpid AND status = 'succeeded'}, 30),
 	'and runs');
+like($standby->safe_psql('postgres', 'SELECT order_ext.new_order_id()'), qr/^\d+$/, 'and it issues order ids');
 $standby->stop;
 done_testing();
