@@ -232,6 +232,10 @@ SELECT pg_temp.try('[{"sku":"A","qty":2,"unit_price":4611686018427387904}]') AS 
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":4611686018427387904},{"sku":"B","qty":1,"unit_price":4611686018427387904}]') AS item_total_overflow;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1,"colour":"red"}]') AS unknown_key;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1,"line":1}]') AS unknown_key_line;
+-- a long unknown key is cut at 64 bytes, never inside a character: 63
+-- letters and an "é" (2 bytes) show as the 63 letters
+SELECT pg_temp.try(('[{"sku":"A","qty":1,"unit_price":1,"' || repeat('k', 63) || 'é":1}]')::jsonb)
+       = '22023: items[0] has an unknown field "' || repeat('k', 63) || '"' AS long_key_cut_whole;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1,"merchant_id":"M1"}]') AS merchant_string;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1,"warehouse_id":1.5}]') AS warehouse_fraction;
 -- discounts

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -119,7 +120,8 @@ JsonCheckKeys(JsonbContainer *obj, const char *const *allowed, int nallowed,
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("%s[%d] has an unknown field \"%.*s\"", field, i,
-								Min(v.val.string.len, 64), v.val.string.val)));
+								pg_mbcliplen(v.val.string.val, v.val.string.len, 64),
+								v.val.string.val)));
 		}
 	}
 }
