@@ -143,12 +143,11 @@ ReturnUnits(AfterSaleState *as, const UnitLine *lines, int nlines)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2];
+	StockLine  *back = palloc(sizeof(StockLine) * Max(nlines, 1));
 	int			i;
 
 	for (i = 0; i < nlines; i++)
 	{
-		char	   *sku;
-
 		values[0] = Int64GetDatum(as->order_id);
 		values[1] = Int32GetDatum(lines[i].line_no);
 		if (SPI_execute_plan(OrderPlan(&skus_plan,
@@ -158,9 +157,10 @@ ReturnUnits(AfterSaleState *as, const UnitLine *lines, int nlines)
 							 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not read line %d of order " INT64_FORMAT, lines[i].line_no,
 				 as->order_id);
-		sku = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		StockReturnUnits(as->order_id, sku, lines[i].qty, true);
+		back[i].sku = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		back[i].qty = lines[i].qty;
 	}
+	StockReturnLines(as->order_id, nlines, back, true);
 }
 
 /*

@@ -788,9 +788,18 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 
 	/* the units go back */
 	if (stock == REFUND_RETURN_UNITS)
+	{
+		StockLine  *back = palloc(sizeof(StockLine) * Max(nls, 1));
+		int			k = 0;
+
 		for (j = 0; j < nls; j++)
 			if (ls[j].units > 0)
-				StockReturnUnits(st->order_id, ls[j].sku, ls[j].units, restock);
+			{
+				back[k].sku = ls[j].sku;
+				back[k++].qty = ls[j].units;
+			}
+		StockReturnLines(st->order_id, k, back, restock);
+	}
 
 	/* fully refunded: close, where the machine closes from this status */
 	if ((q.all_units || (st->paid_total > 0 && st->refunded_total == st->paid_total)) &&

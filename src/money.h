@@ -17,7 +17,7 @@ typedef struct UnitLine
 /* How a refund treats stock (see stock.h). */
 typedef enum RefundStock
 {
-	REFUND_RETURN_UNITS,		/* StockReturnUnits(..., restock) per line */
+	REFUND_RETURN_UNITS,		/* StockReturnLines(..., restock) */
 	REFUND_STOCK_DONE			/* the units went back already (after-sale return) */
 } RefundStock;
 

@@ -558,6 +558,8 @@ split_order(PG_FUNCTION_ARGS)
 		w[j] = cs[j].paid_total;
 	Fill(w, ncs, prows, np, EmitPiece, &pay);
 
+	/* the stock rows the children's reservations move in, in the common order */
+	(void) StockLockOrder(order_id);
 	initStringInfo(&payload);
 	appendStringInfoString(&payload, "{\"children\": [");
 	for (j = 0; j < ncs; j++)

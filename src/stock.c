@@ -686,13 +686,7 @@ DropReservations(int64 order_id, bool commit)
 
 	values[0] = Int64GetDatum(order_id);
 	values[1] = BoolGetDatum(commit);
-	Exec(OrderPlan(&lock_order_plan,
-				   "SELECT 1 FROM order_ext.stock_buckets b JOIN order_ext.reservations r"
-				   " ON r.sku = b.sku AND r.bucket = b.bucket WHERE r.order_id = $1"
-				   " ORDER BY b.sku, b.bucket FOR UPDATE OF b",
-				   1, types),
-		 values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (StockLockOrder(order_id) == 0)
 		return;
 	Exec(OrderPlan(&drop_order_plan,
 				   "WITH r AS (DELETE FROM order_ext.reservations WHERE order_id = $1"
@@ -767,64 +761,112 @@ LockOrderSku(int64 order_id, const char *sku, int32 **bk, int64 **held)
 	return BucketRows(bk, held);
 }
 
-void
-StockReturnUnits(int64 order_id, const char *sku, int64 qty, bool restock)
+/*
+ * ReturnBuckets
+ *		The stock half of units of one SKU going back: release them from the
+ *		order's reservation while it holds one, restock the rest (restock).
+ */
+static void
+ReturnBuckets(int64 order_id, const char *sku, int64 qty, bool restock)
 {
-	const StockSku *s;
+	int			n;
+	int			i;
+	int32	   *bk;
+	int64	   *held;
 	int64		left = qty;
+	Oid			types[4] = {INT8OID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[4];
 
-	if (qty <= 0 || !StockCatalog() || (s = StockLookup(sku)) == NULL)
-		return;
-	if (s->tracked)
+	n = LockOrderSku(order_id, sku, &bk, &held);
+	values[0] = Int64GetDatum(order_id);
+	values[1] = CStringGetTextDatum(sku);
+	for (i = 0; i < n && left > 0; i++)
 	{
-		int			n;
-		int			i;
-		int32	   *bk;
-		int64	   *held;
-		Oid			types[4] = {INT8OID, TEXTOID, INT4OID, INT8OID};
-		Datum		values[4];
+		int64		q = Min(held[i], left);
 
-		n = LockOrderSku(order_id, sku, &bk, &held);
-		values[0] = Int64GetDatum(order_id);
-		values[1] = CStringGetTextDatum(sku);
-		for (i = 0; i < n && left > 0; i++)
-		{
-			int64		q = Min(held[i], left);
-
-			values[2] = Int32GetDatum(bk[i]);
-			values[3] = Int64GetDatum(q);
-			Exec(OrderPlan(&shrink_res_plan,
-						   "WITH d AS (DELETE FROM order_ext.reservations"
-						   "           WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty = $4),"
-						   " u AS (UPDATE order_ext.reservations SET qty = qty - $4"
-						   "       WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty > $4)"
-						   " SELECT 1",
-						   4, types),
-				 values, NULL, SPI_OK_SELECT);
-			Exec(OrderPlan(&unreserve_plan,
-						   "UPDATE order_ext.stock_buckets SET reserved = reserved - $4"
-						   " WHERE sku = $2 AND bucket = $3",
-						   4, types),
-				 values, NULL, SPI_OK_UPDATE);
-			left -= q;
-		}
-		if (left > 0 && restock)
-		{
-			Oid			rtypes[2] = {TEXTOID, INT8OID};
-			Datum		rv[2];
-
-			rv[0] = values[1];
-			rv[1] = Int64GetDatum(left);
-			Exec(OrderPlan(&restock_plan,
-						   "UPDATE order_ext.stock_buckets SET on_hand = on_hand + $2"
-						   " WHERE sku = $1 AND bucket = (SELECT min(bucket) FROM order_ext.stock_buckets"
-						   "                              WHERE sku = $1)",
-						   2, rtypes),
-				 rv, NULL, SPI_OK_UPDATE);
-		}
+		values[2] = Int32GetDatum(bk[i]);
+		values[3] = Int64GetDatum(q);
+		Exec(OrderPlan(&shrink_res_plan,
+					   "WITH d AS (DELETE FROM order_ext.reservations"
+					   "           WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty = $4),"
+					   " u AS (UPDATE order_ext.reservations SET qty = qty - $4"
+					   "       WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty > $4)"
+					   " SELECT 1",
+					   4, types),
+			 values, NULL, SPI_OK_SELECT);
+		Exec(OrderPlan(&unreserve_plan,
+					   "UPDATE order_ext.stock_buckets SET reserved = reserved - $4"
+					   " WHERE sku = $2 AND bucket = $3",
+					   4, types),
+			 values, NULL, SPI_OK_UPDATE);
+		left -= q;
 	}
-	if (s->limit > 0)
-		HoldingsSub(order_id, sku, qty);
+	if (left > 0 && restock)
+	{
+		Oid			rtypes[2] = {TEXTOID, INT8OID};
+		Datum		rv[2];
+
+		rv[0] = values[1];
+		rv[1] = Int64GetDatum(left);
+		Exec(OrderPlan(&restock_plan,
+					   "UPDATE order_ext.stock_buckets SET on_hand = on_hand + $2"
+					   " WHERE sku = $1 AND bucket = (SELECT min(bucket) FROM order_ext.stock_buckets"
+					   "                              WHERE sku = $1)",
+					   2, rtypes),
+			 rv, NULL, SPI_OK_UPDATE);
+	}
+}
+
+void
+StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restock)
+{
+	StockLine  *merged;
+	int			n;
+	int			i;
+
+	if (nlines <= 0 || !StockCatalog())
+		return;
+	/* by SKU, stock rows before holdings, as create_order, ship and cancel lock them */
+	merged = MergeLines(nlines, lines, &n);
+	for (i = 0; i < n; i++)
+	{
+		const StockSku *s = StockLookup(merged[i].sku);
+
+		if (s != NULL && s->tracked && merged[i].qty > 0)
+			ReturnBuckets(order_id, merged[i].sku, merged[i].qty, restock);
+	}
+	for (i = 0; i < n; i++)
+	{
+		const StockSku *s = StockLookup(merged[i].sku);
+
+		if (s != NULL && s->limit > 0 && merged[i].qty > 0)
+			HoldingsSub(order_id, merged[i].sku, merged[i].qty);
+	}
+}
+
+/*
+ * StockLockOrder
+ *		Lock the stock rows an order holds reservations in, in the order
+ *		everyone locks them (SKU, then bucket), and say how many: ship and
+ *		cancel before they drop the reservations, split_order before it
+ *		moves them child by child, in no such order.
+ */
+uint64
+StockLockOrder(int64 order_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	if (!StockCatalog() || ntracked == 0)
+		return 0;
+	values[0] = Int64GetDatum(order_id);
+	Exec(OrderPlan(&lock_order_plan,
+				   "SELECT 1 FROM order_ext.stock_buckets b JOIN order_ext.reservations r"
+				   " ON r.sku = b.sku AND r.bucket = b.bucket WHERE r.order_id = $1"
+				   " ORDER BY b.sku, b.bucket FOR UPDATE OF b",
+				   1, types),
+		 values, NULL, SPI_OK_SELECT);
+	return SPI_processed;
 }
 
 void

@@ -23,13 +23,18 @@ extern void StockCommitOrder(int64 order_id);
 extern void StockReleaseOrder(int64 order_id);
 
 /*
- * Units of an order line go back (refund by lines, or an after-sale return).
- * Releases that many units of the order's held reservation of sku while it
+ * Units of order lines go back (refund by lines, or an after-sale return).
+ * Per SKU, releases that many units of the order's held reservation while it
  * still holds one (not shipped yet); otherwise, with restock, gives them back
  * to on_hand.  Either way they stop counting against the buyer's purchase
- * limit.  No-op for a SKU without a stock row.
+ * limit.  No-op for a SKU without a stock row.  Rows are locked by SKU, stock
+ * before holdings, whatever the order of the lines, so it cannot deadlock
+ * with create_order, ship or cancel.
  */
-extern void StockReturnUnits(int64 order_id, const char *sku, int64 qty, bool restock);
+extern void StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restock);
+
+/* Lock the stock rows an order holds reservations in, in the common order. */
+extern uint64 StockLockOrder(int64 order_id);
 
 /*
  * split_order: move qty units of sku's held reservation (and the buyer's
