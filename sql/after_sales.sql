@@ -3,7 +3,7 @@
 -- auto-approval by timer, the refund through refund()  (API.md "Money")
 --
 -- Ids and timestamps are never printed.  Restock on receive_return is the
--- stock module's (StockReturnUnits); its check comes with that module.
+-- stock module's (StockReturnLines); the end of this file checks it.
 --
 CREATE EXTENSION order_ext;
 SET TimeZone = 'UTC';
@@ -177,7 +177,8 @@ SELECT pg_temp.open('all', 'o4', 'refund_only', '[{"line_no":1,"qty":2},{"line_n
 SELECT pg_temp.fire('all', 'approve');
 SELECT pg_temp.fire('all', 'refund');
 SELECT pg_temp.money('o4');
--- a request whose units were refunded meanwhile fails at refund: OE006
+-- a refund by lines of units a request under way claims is refused (OE006):
+-- the request refunds them (and a return would restock them twice)
 SELECT pg_temp.mk('o5', true, false) IS NOT NULL AS created;
 SELECT pg_temp.open('twice', 'o5', 'refund_only', '[{"line_no":2,"qty":1}]');
 -- units held by a request under way cannot be asked for again (OE006);
@@ -187,9 +188,38 @@ SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', 
        pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'return_refund', '[{"line_no":2,"qty":1}]')$$, pg_temp.id('o5'))) AS claimed_2;
 SELECT pg_temp.fire('first', 'reject');
 SELECT pg_temp.open('second', 'o5', 'refund_only', '[{"line_no":1,"qty":2}]');
-SELECT status FROM order_ext.refund(pg_temp.id('o5'), 'direct', '[{"line_no":2,"qty":1}]');
+-- and appealed, it claims them again: refused now that 'second' holds them
+SELECT pg_temp.fire('first', 'appeal', actor => 'buyer') AS appeal_after_units_taken;
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'direct', '[{"line_no":2,"qty":1}]')$$, pg_temp.id('o5'))) AS direct_refund_of_claimed;
 SELECT pg_temp.fire('twice', 'approve');
 SELECT pg_temp.fire('twice', 'refund');
 SELECT status, version FROM order_ext.after_sales WHERE id = pg_temp.aid('twice');
+-- an order with a request under way, or a rejected one (it can be appealed),
+-- is not split: the request's units would come back to the parent, whose
+-- reservations the children hold
+SELECT pg_temp.mk('o7', true, false) IS NOT NULL AS created;
+SELECT pg_temp.open('before_split', 'o7', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.err(format($$SELECT order_ext.split_order(%s, 'merchant')$$, pg_temp.id('o7'))) AS split_with_request;
+SELECT pg_temp.fire('before_split', 'reject');
+SELECT pg_temp.err(format($$SELECT order_ext.split_order(%s, 'merchant')$$, pg_temp.id('o7'))) AS split_with_rejected;
+
+--------------------------------------------------------------------------
+-- Stock: a returned unit is restocked once
+--------------------------------------------------------------------------
+
+SELECT order_ext.set_stock('AS-S', 5) IS NOT NULL AS stocked;
+INSERT INTO pg_temp.o SELECT 'o6', order_ext.new_order_id();
+SELECT status FROM order_ext.create_order(pg_temp.id('o6'), 44, '[{"sku":"AS-S","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o6'), 'PAY-o6', 1000);
+SELECT status FROM order_ext.fire(pg_temp.id('o6'), 'ship', actor => 'merchant');
+SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
+SELECT pg_temp.open('ret6', 'o6', 'return_refund', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.fire('ret6', 'approve');
+SELECT pg_temp.fire('ret6', 'receive_return');
+SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'direct6', '[{"line_no":1,"qty":1}]', restock => true)$$, pg_temp.id('o6'))) AS direct_refund_restocking;
+SELECT pg_temp.fire('ret6', 'refund');
+SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
+SELECT count(*) AS check_stock_rows FROM order_ext.check_stock();
 
 DROP EXTENSION order_ext CASCADE;

@@ -199,6 +199,24 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 	new_version = as->version + 1;
 	moved = strcmp(to_status, as->status) != 0;
 
+	/*
+	 * A rejected request claims no units (another may have taken them
+	 * since); leaving 'rejected' (an appeal) claims them again, so they must
+	 * still be free.
+	 */
+	if (strcmp(as->status, "rejected") == 0 && strcmp(to_status, "rejected") != 0 &&
+		strcmp(to_status, "refunded") != 0)
+	{
+		UnitLine   *lines;
+		int			nlines = ParseUnitLines(as->lines, "lines", &lines);
+		OrderState	st;
+
+		if (!OrderLock(as->order_id, &st))
+			OrderNotFound(as->order_id);
+		AfterSaleUnitsFree(as->order_id, lines, nlines, as->id,
+						   psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
+	}
+
 	if (strcmp(event, "receive_return") == 0 || strcmp(event, "refund") == 0)
 	{
 		UnitLine   *lines;
@@ -219,7 +237,7 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 			(void) RefundApply(&st, refund_id, lines, nlines, false, 0, false,
 							   strcmp(as->kind, "return_refund") == 0
 							   ? REFUND_STOCK_DONE : REFUND_RETURN_UNITS,
-							   actor);
+							   as->id, actor);
 			amount = st.refunded_total - before;
 			values[5] = Int64GetDatum(amount);
 			nulls[5] = ' ';
@@ -277,18 +295,22 @@ AfterSaleTimerFire(int64 order_id, int64 id, const char *status, int32 version,
 }
 
 /*
- * UnitsNotClaimed
+ * AfterSaleUnitsFree
  *		OE006 if a line's units asked for, together with those of the
- *		order's other requests still under way (not refunded, not
- *		rejected), are more than the line has left to refund: two requests
- *		must not both be approved for one unit.
+ *		order's requests still under way (not refunded, not rejected; other
+ *		than except_id), are more than the line has left to refund: two
+ *		requests must not both be approved for one unit, nor a refund by
+ *		lines give back units a request is about to (its return would
+ *		restock them twice).  'what' names the claim in the message.  The
+ *		caller holds the order's lock (OrderLock).
  */
-static void
-UnitsNotClaimed(int64 order_id, const UnitLine *lines, int nlines)
+void
+AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 except_id,
+				   const char *what)
 {
 	static SPIPlanPtr claimed_plan = NULL;
-	Oid			argtypes[3] = {INT8OID, INT4ARRAYOID, INT4ARRAYOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {INT8OID, INT4ARRAYOID, INT4ARRAYOID, INT8OID};
+	Datum		values[4];
 	Datum	   *ln = palloc(sizeof(Datum) * nlines);
 	Datum	   *qt = palloc(sizeof(Datum) * nlines);
 	bool		isnull;
@@ -302,6 +324,7 @@ UnitsNotClaimed(int64 order_id, const UnitLine *lines, int nlines)
 	values[0] = Int64GetDatum(order_id);
 	values[1] = PointerGetDatum(construct_array(ln, nlines, INT4OID, 4, true, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(qt, nlines, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = Int64GetDatum(except_id);
 	if (SPI_execute_plan(OrderPlan(&claimed_plan,
 								   "SELECT u.l, i.qty - i.refunded_qty, c.held"
 								   " FROM unnest($2, $3) AS u(l, q)"
@@ -309,10 +332,10 @@ UnitsNotClaimed(int64 order_id, const UnitLine *lines, int nlines)
 								   " CROSS JOIN LATERAL (SELECT coalesce(sum((e->>'qty')::int), 0)::int AS held"
 								   "   FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
 								   "   WHERE a.order_id = $1 AND a.status NOT IN ('refunded', 'rejected')"
-								   "   AND (e->>'line_no')::int = u.l) c"
+								   "   AND a.id <> $4 AND (e->>'line_no')::int = u.l) c"
 								   " WHERE u.q + c.held > i.qty - i.refunded_qty"
 								   " ORDER BY u.l LIMIT 1",
-								   3, argtypes),
+								   4, argtypes),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the order's after-sales");
 	if (SPI_processed > 0)
@@ -322,12 +345,42 @@ UnitsNotClaimed(int64 order_id, const UnitLine *lines, int nlines)
 
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
-				 errmsg("line %d of order " INT64_FORMAT " has no units left for another after-sale",
-						DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)), order_id),
+				 errmsg("line %d of order " INT64_FORMAT " has no units left for %s",
+						DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)), order_id, what),
 				 errdetail("%d units are left to refund; requests under way hold %d of them.",
 						   DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull)),
 						   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)))));
 	}
+}
+
+/*
+ * AfterSaleUnderWay
+ *		Whether an order has a request not in a terminal status of the
+ *		after_sale machine (a rejected one can still be appealed).
+ */
+bool
+AfterSaleUnderWay(int64 order_id)
+{
+	static SPIPlanPtr statuses_plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	const MachineDef *m = MachineLookup(AFTER_SALE_MACHINE);
+	uint64		r;
+
+	values[0] = Int64GetDatum(order_id);
+	if (SPI_execute_plan(OrderPlan(&statuses_plan,
+								   "SELECT DISTINCT status FROM order_ext.after_sales WHERE order_id = $1",
+								   1, argtypes),
+						 values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the after-sales of order " INT64_FORMAT, order_id);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		char	   *status = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+		if (m == NULL || !MachineIsTerminal(m, status))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -383,7 +436,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 				 errmsg("machine \"%s\" does not exist", AFTER_SALE_MACHINE)));
 	/* the units must be there to refund: the same checks as refund() */
 	amount = RefundQuoteUnits(&st, lines, nlines);
-	UnitsNotClaimed(order_id, lines, nlines);
+	AfterSaleUnitsFree(order_id, lines, nlines, 0, "another after-sale");
 	id = NewOrderId();
 
 	values[0] = Int64GetDatum(id);

@@ -44,6 +44,7 @@
 #include "machine.h"
 #include "money.h"
 #include "order_ext.h"
+#include "aftersale.h"
 #include "stock.h"
 
 #define MAX_ID_LEN		200
@@ -644,12 +645,16 @@ RefundQuoteUnits(OrderState *st, const UnitLine *lines, int nlines)
  * RefundApply
  *		Refund lines (units at their net price; the shipping fee with the
  *		last unit unless shipped) or an amount, on an order locked with
- *		OrderLock; idempotent on refund_id.  A full refund fires 'close'
- *		where the machine has it.  Returns the order row (SPI context).
+ *		OrderLock; idempotent on refund_id.  Units that after-sales under
+ *		way claim are not refunded by lines, except by the request that
+ *		claims them (after_sale_id; 0 for refund()).  A full refund fires
+ *		'close' where the machine has it.  Returns the order row (SPI
+ *		context).
  */
 Datum
 RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nlines,
-			bool has_amount, int64 amount, bool restock, RefundStock stock, const char *actor)
+			bool has_amount, int64 amount, bool restock, RefundStock stock, int64 after_sale_id,
+			const char *actor)
 {
 	Oid			argtypes[6] = {INT8OID, TEXTOID, INT8OID, JSONBOID, INT4ARRAYOID, INT4ARRAYOID};
 	Datum		values[6];
@@ -687,7 +692,11 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 		return OrderRow(st->order_id);
 
 	if (lines != NULL)
+	{
 		QuoteUnits(st, lines, nlines, &q);
+		AfterSaleUnitsFree(st->order_id, lines, nlines, after_sale_id,
+						   after_sale_id ? "this after-sale's refund" : "this refund");
+	}
 	else
 	{
 		if (amount <= 0)
@@ -850,7 +859,7 @@ refund(PG_FUNCTION_ARGS)
 	if (!OrderLock(order_id, &st))
 		OrderNotFound(order_id);
 	row = RefundApply(&st, refund_id, lines, nlines, has_amount, amount, restock,
-					  REFUND_RETURN_UNITS, "system");
+					  REFUND_RETURN_UNITS, 0, "system");
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(row);

@@ -26,7 +26,7 @@ extern Jsonb *UnitLinesObjects(const UnitLine *lines, int nlines);
 extern int64 UnitsRefundAmount(int64 net, int32 qty, int32 from, int32 to);
 extern Datum RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nlines,
 						 bool has_amount, int64 amount, bool restock, RefundStock stock,
-						 const char *actor);
+						 int64 after_sale_id, const char *actor);
 extern int64 RefundQuoteUnits(OrderState *st, const UnitLine *lines, int nlines);
 extern Datum OrderRow(int64 order_id);
 extern int64 NewOrderId(void);

@@ -19,7 +19,8 @@
  * rows (a repeated payment callback still finds its txn_id there; a new
  * payment to it is a late payment, refund_due).
  * Children inherit the parent's pending timers (same due time) and its
- * stock holdings (StockTransfer).  An order with refunds is not split.
+ * stock holdings (StockTransfer).  An order with refunds, or with an
+ * after-sale not finished, is not split.
  */
 #include "postgres.h"
 
@@ -35,6 +36,7 @@
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
+#include "aftersale.h"
 #include "events.h"
 #include "fire.h"
 #include "machine.h"
@@ -469,6 +471,12 @@ split_order(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_TRANSITION),
 				 errmsg("order " INT64_FORMAT " has refunds and cannot be split", order_id)));
+	/* its units would go back to the parent, whose reservations the children hold */
+	if (AfterSaleUnderWay(order_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("order " INT64_FORMAT " has an after-sale under way and cannot be split", order_id),
+				 errhint("Refund or reject it (and close an appeal) first.")));
 
 	/* the groups, in the order of their first line */
 	ls = ReadSplitLines(order_id, by_warehouse, &nls);
