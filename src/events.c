@@ -46,7 +46,14 @@ typedef struct ListenerState
 
 static ListenerState *listener_state = NULL;
 static bool counted_as_listener = false;
-static List *pending_notifies = NIL;	/* order ids, in TopTransactionContext */
+/* A NOTIFY asked for: the order, and the subtransaction level that asked. */
+typedef struct PendingNotify
+{
+	int64		order_id;
+	int			level;
+} PendingNotify;
+
+static List *pending_notifies = NIL;	/* PendingNotify, in TopTransactionContext */
 static bool xact_callback_registered = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -133,7 +140,7 @@ EventsXactCallback(XactEvent event, void *arg)
 		{
 			char		buf[32];
 
-			snprintf(buf, sizeof(buf), INT64_FORMAT, *(int64 *) lfirst(lc));
+			snprintf(buf, sizeof(buf), INT64_FORMAT, ((PendingNotify *) lfirst(lc))->order_id);
 			Async_Notify("order_ext", buf);
 		}
 	}
@@ -141,6 +148,40 @@ EventsXactCallback(XactEvent event, void *arg)
 		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PRE_COMMIT ||
 		event == XACT_EVENT_PRE_PREPARE)
 		pending_notifies = NIL; /* the list lives in TopTransactionContext */
+}
+
+/*
+ * EventsSubXactCallback
+ *		A subtransaction that rolls back (ROLLBACK TO SAVEPOINT, a timer or
+ *		a payment's subtransaction that failed) takes its NOTIFYs with it;
+ *		one that commits hands them to its parent.
+ */
+static void
+EventsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	(void) mySubid;
+	(void) parentSubid;
+	(void) arg;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_notifies)
+			if (((PendingNotify *) lfirst(lc))->level >= level)
+				pending_notifies = foreach_delete_current(pending_notifies, lc);
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_notifies)
+		{
+			PendingNotify *p = lfirst(lc);
+
+			if (p->level >= level)
+				p->level = level - 1;
+		}
+	}
 }
 
 /*
@@ -190,19 +231,21 @@ void
 OrderNotify(int64 order_id)
 {
 	MemoryContext old;
-	int64	   *id;
+	PendingNotify *p;
 
 	if (!oe_notify)
 		return;
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(EventsXactCallback, NULL);
+		RegisterSubXactCallback(EventsSubXactCallback, NULL);
 		xact_callback_registered = true;
 	}
 	old = MemoryContextSwitchTo(TopTransactionContext);
-	id = palloc(sizeof(int64));
-	*id = order_id;
-	pending_notifies = lappend(pending_notifies, id);
+	p = palloc(sizeof(PendingNotify));
+	p->order_id = order_id;
+	p->level = GetCurrentTransactionNestLevel();
+	pending_notifies = lappend(pending_notifies, p);
 	MemoryContextSwitchTo(old);
 }
 
