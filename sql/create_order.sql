@@ -183,6 +183,8 @@ SELECT event, version, to_status FROM order_ext.order_events WHERE order_id = :b
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', machine => 'nope') AS unknown_machine;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', machine => '') AS empty_machine;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', machine => 'Physical') AS machine_case;
+-- the after-sale requests' machine is not an order's: its statuses release no stock
+SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', machine => 'after_sale') AS request_machine;
 
 --------------------------------------------------------------------------
 -- Malformed requests: 22023 (or 22004 for SQL NULL) naming the field;

@@ -456,6 +456,11 @@ ParseRequest(FunctionCallInfo fcinfo, CreateRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("machine \"%s\" does not exist", machine),
 				 errhint("Machines are rows of order_ext.machines.")));
+	if (strcmp(machine, AFTER_SALE_MACHINE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("machine \"%s\" is for after-sale requests, not orders", machine),
+				 errhint("Open a request with order_ext.open_after_sale().")));
 
 	req->shipping_fee = PG_GETARG_INT64(5);
 	if (req->shipping_fee < 0)
