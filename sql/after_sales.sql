@@ -221,5 +221,28 @@ SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'direct6', '[{"line_no":
 SELECT pg_temp.fire('ret6', 'refund');
 SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
 SELECT count(*) AS check_stock_rows FROM order_ext.check_stock();
+-- restock puts back only units that left the warehouse: an order closed
+-- before shipping gave its units back when it closed, so a later refund of
+-- its free unit by lines, with restock, adds none
+SELECT order_ext.set_stock('AS-G', 3) IS NOT NULL AS stocked_gift;
+INSERT INTO pg_temp.o SELECT 'o8', order_ext.new_order_id();
+SELECT status FROM order_ext.create_order(pg_temp.id('o8'), 45,
+    '[{"sku":"AS-S","qty":1,"unit_price":1000,"merchant_id":1},{"sku":"AS-G","qty":1,"unit_price":0,"merchant_id":2}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o8'), 'PAY-o8', 1000);
+SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
+SELECT status FROM order_ext.refund(pg_temp.id('o8'), 'all8', amount => 1000);
+SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
+SELECT status FROM order_ext.refund(pg_temp.id('o8'), 'gift8', '[{"line_no":2,"qty":1}]', restock => true);
+SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
+-- a split parent's units are its children's: no refund by lines, not even
+-- of a free unit (its child holds that unit's reservation)
+INSERT INTO pg_temp.o SELECT 'o9', order_ext.new_order_id();
+SELECT status FROM order_ext.create_order(pg_temp.id('o9'), 46,
+    '[{"sku":"AS-S","qty":1,"unit_price":1000,"merchant_id":1},{"sku":"AS-G","qty":1,"unit_price":0,"merchant_id":2}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o9'), 'PAY-o9', 1000);
+SELECT count(*) AS children FROM order_ext.split_order(pg_temp.id('o9'), 'merchant');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'gift9', '[{"line_no":2,"qty":1}]', restock => true)$$, pg_temp.id('o9'))) AS split_parent_lines;
+SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
+SELECT count(*) AS check_stock_rows FROM order_ext.check_stock();
 
 DROP EXTENSION order_ext CASCADE;

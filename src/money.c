@@ -487,6 +487,7 @@ typedef struct RefundQuote
 	int64		total;			/* lines + shipping */
 	int64		shipping;
 	bool		all_units;		/* no unit of the order is left after this */
+	bool		shipped;		/* its units left the warehouse (restock may put them back) */
 } RefundQuote;
 
 /*
@@ -596,6 +597,15 @@ QuoteUnits(OrderState *st, const UnitLine *lines, int nlines, RefundQuote *q)
 				 errmsg("order " INT64_FORMAT " was never paid: its units cannot be refunded",
 						st->order_id),
 				 errhint("Refund what it received by amount.")));
+	/* the children hold its units (and their stock) now */
+	if (strcmp(st->status, "split") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+				 errmsg("order " INT64_FORMAT " was split: its units are its children's",
+						st->order_id),
+				 errhint("Refund the units from the child orders (parent_id " INT64_FORMAT ").",
+						 st->order_id)));
+	q->shipped = shipped;
 
 	q->ls = ReadLines(st->order_id, &q->nls);
 	q->total = 0;
@@ -661,7 +671,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 	StringInfoData req;
 	StringInfoData detail;
 	Jsonb	   *request;
-	RefundQuote q = {NULL, 0, 0, 0, false};
+	RefundQuote q = {NULL, 0, 0, 0, false, false};
 	RefundLineState *ls;
 	int			nls;
 	int64		total;
@@ -807,7 +817,12 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 				back[k].sku = ls[j].sku;
 				back[k++].qty = ls[j].units;
 			}
-		StockReturnLines(st->order_id, k, back, restock);
+		/*
+		 * restock puts back units that left the warehouse; an order that
+		 * never shipped holds its units reserved (released now) or gave
+		 * them back already (a cancel or close released them)
+		 */
+		StockReturnLines(st->order_id, k, back, restock && q.shipped);
 	}
 
 	/* fully refunded: close, where the machine closes from this status */
