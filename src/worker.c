@@ -952,7 +952,7 @@ WorkerInit(void)
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("order_ext.naptime",
 							"Seconds between two runs of the order_ext background worker.",
-							NULL,
+							"Also the longest a run archives; it leaves the rest to the next run, due at once.",
 							&oe_naptime,
 							60, 1, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
