@@ -234,6 +234,23 @@ SELECT status FROM order_ext.refund(pg_temp.id('o8'), 'all8', amount => 1000);
 SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
 SELECT status FROM order_ext.refund(pg_temp.id('o8'), 'gift8', '[{"line_no":2,"qty":1}]', restock => true);
 SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
+-- nor do the units of an order whose stock was released leave the buyer's
+-- purchase-limit holdings twice: buyer 47 holds 2 of AS-G (limit 2) in two
+-- orders; one closes (1 left), and refunding its free unit then keeps 1
+SELECT order_ext.set_purchase_limit('AS-G', 2) IS NOT NULL AS limited;
+INSERT INTO pg_temp.o SELECT 'o10', order_ext.new_order_id();
+INSERT INTO pg_temp.o SELECT 'o11', order_ext.new_order_id();
+SELECT status FROM order_ext.create_order(pg_temp.id('o10'), 47, '[{"sku":"AS-G","qty":1,"unit_price":0}]');
+SELECT status FROM order_ext.create_order(pg_temp.id('o11'), 47,
+    '[{"sku":"AS-S","qty":1,"unit_price":1000},{"sku":"AS-G","qty":1,"unit_price":0}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o11'), 'PAY-o11', 1000);
+SELECT qty AS holds FROM order_ext.buyer_holdings WHERE buyer_id = 47 AND sku = 'AS-G';
+SELECT status FROM order_ext.refund(pg_temp.id('o11'), 'all11', amount => 1000);
+SELECT qty AS holds FROM order_ext.buyer_holdings WHERE buyer_id = 47 AND sku = 'AS-G';
+SELECT status FROM order_ext.refund(pg_temp.id('o11'), 'gift11', '[{"line_no":2,"qty":1}]');
+SELECT qty AS holds FROM order_ext.buyer_holdings WHERE buyer_id = 47 AND sku = 'AS-G';
+-- so the limit still holds: 1 held, 2 more would be 3
+SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 47, '[{"sku":"AS-G","qty":2,"unit_price":0}]')$$, order_ext.new_order_id())) AS over_limit;
 -- a split parent's units are its children's: no refund by lines, not even
 -- of a free unit (its child holds that unit's reservation)
 INSERT INTO pg_temp.o SELECT 'o9', order_ext.new_order_id();

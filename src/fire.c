@@ -32,6 +32,7 @@
 
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr entered_plan = NULL;
 
 PG_FUNCTION_INFO_V1(fire);
 
@@ -322,4 +323,38 @@ fire(PG_FUNCTION_ARGS)
 	row = SPI_datumTransfer(row, false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(row);
+}
+
+/*
+ * OrderStockReleased
+ *		Whether the order entered its current status by a transition with
+ *		the stock:release effect (cancel, expire, close): its reservations
+ *		and purchase-limit holdings went back then, so units refunded or
+ *		returned since must not give them back again.  The caller is
+ *		connected to SPI and holds the order (OrderLock).
+ */
+bool
+OrderStockReleased(const OrderState *st)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	const TransitionDef *t;
+	char	   *from;
+
+	values[0] = Int64GetDatum(st->order_id);
+	values[1] = Int32GetDatum(st->status_version);
+	if (SPI_execute_plan(OrderPlan(&entered_plan,
+								   "SELECT from_status, event FROM order_ext.order_events"
+								   " WHERE order_id = $1 AND version = $2",
+								   2, argtypes),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the events of order " INT64_FORMAT, st->order_id);
+	if (SPI_processed != 1)
+		return false;
+	from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (from == NULL)
+		return false;			/* created in it */
+	t = TransitionLookup(st->machine, from,
+						 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	return t != NULL && (t->effects & OE_EFFECT_STOCK_RELEASE) != 0;
 }

@@ -23,6 +23,7 @@ typedef struct OrderState
 } OrderState;
 
 extern bool OrderLock(int64 order_id, OrderState *st);
+extern bool OrderStockReleased(const OrderState *st);
 extern void OrderNotFound(int64 order_id);
 extern void CheckVersion(const char *what, int64 id, int32 current, bool has_expected,
 						 int32 expected);

@@ -820,9 +820,10 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 		/*
 		 * restock puts back units that left the warehouse; an order that
 		 * never shipped holds its units reserved (released now) or gave
-		 * them back already (a cancel or close released them)
+		 * them back already (a cancel or close released them).  Nor do the
+		 * units leave the buyer's purchase-limit holdings twice.
 		 */
-		StockReturnLines(st->order_id, k, back, restock && q.shipped);
+		StockReturnLines(st->order_id, k, back, restock && q.shipped, !OrderStockReleased(st));
 	}
 
 	/* fully refunded: close, where the machine closes from this status */

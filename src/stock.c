@@ -818,7 +818,7 @@ ReturnBuckets(int64 order_id, const char *sku, int64 qty, bool restock)
 }
 
 void
-StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restock)
+StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restock, bool holdings)
 {
 	StockLine  *merged;
 	int			n;
@@ -835,7 +835,7 @@ StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restoc
 		if (s != NULL && s->tracked && merged[i].qty > 0)
 			ReturnBuckets(order_id, merged[i].sku, merged[i].qty, restock);
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n && holdings; i++)
 	{
 		const StockSku *s = StockLookup(merged[i].sku);
 
