@@ -251,6 +251,17 @@ SELECT status FROM order_ext.refund(pg_temp.id('o11'), 'gift11', '[{"line_no":2,
 SELECT qty AS holds FROM order_ext.buyer_holdings WHERE buyer_id = 47 AND sku = 'AS-G';
 -- so the limit still holds: 1 held, 2 more would be 3
 SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 47, '[{"sku":"AS-G","qty":2,"unit_price":0}]')$$, order_ext.new_order_id())) AS over_limit;
+-- a return received for an order that never shipped and has closed since
+-- (its stock released) restocks nothing either
+INSERT INTO pg_temp.o SELECT 'o12', order_ext.new_order_id();
+SELECT status FROM order_ext.create_order(pg_temp.id('o12'), 48, '[{"sku":"AS-S","qty":1,"unit_price":1000}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o12'), 'PAY-o12', 1000);
+SELECT pg_temp.open('ret12', 'o12', 'return_refund', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.fire('ret12', 'approve');
+SELECT status FROM order_ext.refund(pg_temp.id('o12'), 'all12', amount => 1000);
+SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
+SELECT pg_temp.fire('ret12', 'receive_return');
+SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
 -- a split parent's units are its children's: no refund by lines, not even
 -- of a free unit (its child holds that unit's reservation)
 INSERT INTO pg_temp.o SELECT 'o9', order_ext.new_order_id();
