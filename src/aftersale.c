@@ -216,11 +216,14 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 
 	/*
 	 * A rejected request claims no units (another may have taken them
-	 * since); leaving 'rejected' (an appeal) claims them again, so they must
-	 * still be free.
+	 * since); leaving 'rejected' for a status under way (an appeal) claims
+	 * them again, so they must still be free.  Leaving it for a terminal
+	 * status (a shop's 'close' of rejected requests) claims nothing.
 	 */
 	if (strcmp(as->status, "rejected") == 0 && strcmp(to_status, "rejected") != 0 &&
-		strcmp(to_status, "refunded") != 0)
+		strcmp(to_status, "refunded") != 0 &&
+		!(MachineLookup(AFTER_SALE_MACHINE) != NULL &&
+		  MachineIsTerminal(MachineLookup(AFTER_SALE_MACHINE), to_status)))
 	{
 		UnitLine   *lines;
 		int			nlines = ParseUnitLines(as->lines, "lines", &lines);

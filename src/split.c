@@ -476,7 +476,8 @@ split_order(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_TRANSITION),
 				 errmsg("order " INT64_FORMAT " has an after-sale under way and cannot be split", order_id),
-				 errhint("Refund or reject it (and close an appeal) first.")));
+				 errhint("Split it once its after-sales are finished: refunded, or rejected and closed"
+						 " (in the default machine a rejected request can still be appealed).")));
 
 	/* the groups, in the order of their first line */
 	ls = ReadSplitLines(order_id, by_warehouse, &nls);
