@@ -157,7 +157,7 @@ ReturnUnits(AfterSaleState *as, const UnitLine *lines, int nlines)
 	if (SPI_execute_plan(OrderPlan(&shipped_plan,
 								   "SELECT shipped_at IS NOT NULL FROM order_ext.orders WHERE order_id = $1",
 								   1, argtypes),
-						 values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read order " INT64_FORMAT, as->order_id);
 	shipped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -389,7 +389,7 @@ AfterSaleUnderWay(int64 order_id)
 	if (SPI_execute_plan(OrderPlan(&statuses_plan,
 								   "SELECT DISTINCT status FROM order_ext.after_sales WHERE order_id = $1",
 								   1, argtypes),
-						 values, NULL, true, 0) != SPI_OK_SELECT)
+						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the after-sales of order " INT64_FORMAT, order_id);
 	for (r = 0; r < SPI_processed; r++)
 	{

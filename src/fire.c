@@ -347,7 +347,7 @@ OrderStockReleased(const OrderState *st)
 								   "SELECT from_status, event FROM order_ext.order_events"
 								   " WHERE order_id = $1 AND version = $2",
 								   2, argtypes),
-						 values, NULL, true, 1) != SPI_OK_SELECT)
+						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the events of order " INT64_FORMAT, st->order_id);
 	if (SPI_processed != 1)
 		return false;
