@@ -281,5 +281,9 @@ VALUES ('after_sale', 'rejected', 'close', 'closed', '{system}');
 UPDATE order_ext.machines SET terminal_statuses = terminal_statuses || '{closed}' WHERE machine = 'after_sale';
 SELECT pg_temp.fire('first', 'appeal', actor => 'buyer') AS appeal_still_refused;
 SELECT pg_temp.fire('first', 'close', actor => 'system') AS close_rejected;
+-- and a closed request holds no units: with 'second' rejected too, its two
+-- units are free for a new request
+SELECT pg_temp.fire('second', 'reject');
+SELECT pg_temp.open('third', 'o5', 'refund_only', '[{"line_no":1,"qty":2}]');
 
 DROP EXTENSION order_ext CASCADE;

@@ -8,8 +8,8 @@
  * lines; it moves through the after_sale machine with the same checks as
  * an order (expected_version: OE002; transition, actor and the kind guard:
  * OE001), and every move is an outbox notice 'after_sale'.  Requests under
- * way (not refunded, not rejected) may not claim more units of a line than
- * it has left to refund.  Two events do more: 'receive_return' gives the
+ * way (not rejected, refunded or otherwise finished: RequestClaims) may not
+ * claim more units of a line than it has left to refund.  Two events do more: 'receive_return' gives the
  * returned units back to stock (restock), and 'refund' refunds the units through the same code as refund(), with
  * refund_id 'after_sale:<id>' (so the order's timeline shows the refund
  * and a full refund closes the order).  Ids come from new_order_id(); the
@@ -55,6 +55,8 @@ static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr skus_plan = NULL;
 static SPIPlanPtr shipped_plan = NULL;
+
+static bool RequestClaims(const char *status);
 
 PG_FUNCTION_INFO_V1(open_after_sale);
 PG_FUNCTION_INFO_V1(fire_after_sale);
@@ -215,15 +217,11 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 	moved = strcmp(to_status, as->status) != 0;
 
 	/*
-	 * A rejected request claims no units (another may have taken them
-	 * since); leaving 'rejected' for a status under way (an appeal) claims
-	 * them again, so they must still be free.  Leaving it for a terminal
-	 * status (a shop's 'close' of rejected requests) claims nothing.
+	 * A request that claims no units (rejected: another may have taken them
+	 * since) and moves to a status that does (an appeal) claims them again,
+	 * so they must still be free.
 	 */
-	if (strcmp(as->status, "rejected") == 0 && strcmp(to_status, "rejected") != 0 &&
-		strcmp(to_status, "refunded") != 0 &&
-		!(MachineLookup(AFTER_SALE_MACHINE) != NULL &&
-		  MachineIsTerminal(MachineLookup(AFTER_SALE_MACHINE), to_status)))
+	if (!RequestClaims(as->status) && RequestClaims(to_status))
 	{
 		UnitLine   *lines;
 		int			nlines = ParseUnitLines(as->lines, "lines", &lines);
@@ -313,10 +311,45 @@ AfterSaleTimerFire(int64 order_id, int64 id, const char *status, int32 version,
 }
 
 /*
+ * RequestClaims
+ *		Whether a request in this status holds units of its order's lines:
+ *		one under way does; a rejected one does not (until it is appealed),
+ *		nor a finished one (refunded, or another terminal status of the
+ *		after_sale machine, such as a shop's 'closed').
+ */
+static bool
+RequestClaims(const char *status)
+{
+	const MachineDef *m = MachineLookup(AFTER_SALE_MACHINE);
+
+	return strcmp(status, "rejected") != 0 && strcmp(status, "refunded") != 0 &&
+		(m == NULL || !MachineIsTerminal(m, status));
+}
+
+/*
+ * NotClaiming
+ *		The statuses of RequestClaims that hold nothing, as a text[] for SQL.
+ */
+static Datum
+NotClaiming(void)
+{
+	const MachineDef *m = MachineLookup(AFTER_SALE_MACHINE);
+	int			nterminal = m ? m->nterminal : 0;
+	Datum	   *d = palloc(sizeof(Datum) * (nterminal + 2));
+	int			i;
+
+	d[0] = CStringGetTextDatum("rejected");
+	d[1] = CStringGetTextDatum("refunded");
+	for (i = 0; i < nterminal; i++)
+		d[i + 2] = CStringGetTextDatum(m->terminal[i]);
+	return PointerGetDatum(construct_array(d, nterminal + 2, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
  * AfterSaleUnitsFree
  *		OE006 if a line's units asked for, together with those of the
- *		order's requests still under way (not refunded, not rejected; other
- *		than except_id), are more than the line has left to refund: two
+ *		order's requests that claim units (RequestClaims; other than
+ *		except_id), are more than the line has left to refund: two
  *		requests must not both be approved for one unit, nor a refund by
  *		lines give back units a request is about to (its return would
  *		restock them twice).  'what' names the claim in the message.  The
@@ -327,8 +360,8 @@ AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 exce
 				   const char *what)
 {
 	static SPIPlanPtr claimed_plan = NULL;
-	Oid			argtypes[4] = {INT8OID, INT4ARRAYOID, INT4ARRAYOID, INT8OID};
-	Datum		values[4];
+	Oid			argtypes[5] = {INT8OID, INT4ARRAYOID, INT4ARRAYOID, INT8OID, TEXTARRAYOID};
+	Datum		values[5];
 	Datum	   *ln = palloc(sizeof(Datum) * nlines);
 	Datum	   *qt = palloc(sizeof(Datum) * nlines);
 	bool		isnull;
@@ -343,17 +376,18 @@ AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 exce
 	values[1] = PointerGetDatum(construct_array(ln, nlines, INT4OID, 4, true, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(qt, nlines, INT4OID, 4, true, TYPALIGN_INT));
 	values[3] = Int64GetDatum(except_id);
+	values[4] = NotClaiming();
 	if (SPI_execute_plan(OrderPlan(&claimed_plan,
 								   "SELECT u.l, i.qty - i.refunded_qty, c.held"
 								   " FROM unnest($2, $3) AS u(l, q)"
 								   " JOIN order_ext.order_items i ON i.order_id = $1 AND i.line_no = u.l"
 								   " CROSS JOIN LATERAL (SELECT coalesce(sum((e->>'qty')::int), 0)::int AS held"
 								   "   FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
-								   "   WHERE a.order_id = $1 AND a.status NOT IN ('refunded', 'rejected')"
+								   "   WHERE a.order_id = $1 AND a.status <> ALL ($5)"
 								   "   AND a.id <> $4 AND (e->>'line_no')::int = u.l) c"
 								   " WHERE u.q + c.held > i.qty - i.refunded_qty"
 								   " ORDER BY u.l LIMIT 1",
-								   4, argtypes),
+								   5, argtypes),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the order's after-sales");
 	if (SPI_processed > 0)
