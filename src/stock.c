@@ -96,8 +96,7 @@ static SPIPlanPtr lock_order_plan = NULL;
 static SPIPlanPtr drop_order_plan = NULL;
 static SPIPlanPtr order_lines_plan = NULL;
 static SPIPlanPtr lock_order_sku_plan = NULL;
-static SPIPlanPtr shrink_res_plan = NULL;
-static SPIPlanPtr unreserve_plan = NULL;
+static SPIPlanPtr release_res_plan = NULL;
 static SPIPlanPtr restock_plan = NULL;
 static SPIPlanPtr move_res_plan = NULL;
 
@@ -762,6 +761,61 @@ LockOrderSku(int64 order_id, const char *sku, int32 **bk, int64 **held)
 }
 
 /*
+ * TakeReserved
+ *		Take qty units of sku out of an order's reservations, bucket by
+ *		bucket (their rows locked in order): to order to_order_id's
+ *		reservations (split_order), or, with to_order_id 0, back to the
+ *		buckets' available units.  Returns the units it found no
+ *		reservation for.
+ */
+#define SHRINK_RESERVATION \
+	"WITH d AS (DELETE FROM order_ext.reservations" \
+	"           WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty = $4)," \
+	" u AS (UPDATE order_ext.reservations SET qty = qty - $4" \
+	"       WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty > $4)"
+
+static int64
+TakeReserved(int64 order_id, const char *sku, int64 qty, int64 to_order_id)
+{
+	int			n;
+	int			i;
+	int32	   *bk;
+	int64	   *held;
+	int64		left = qty;
+	Oid			types[5] = {INT8OID, TEXTOID, INT4OID, INT8OID, INT8OID};
+	Datum		values[5];
+
+	n = LockOrderSku(order_id, sku, &bk, &held);
+	values[0] = Int64GetDatum(order_id);
+	values[1] = CStringGetTextDatum(sku);
+	values[4] = Int64GetDatum(to_order_id);
+	for (i = 0; i < n && left > 0; i++)
+	{
+		int64		q = Min(held[i], left);
+
+		values[2] = Int32GetDatum(bk[i]);
+		values[3] = Int64GetDatum(q);
+		if (to_order_id == 0)
+			Exec(OrderPlan(&release_res_plan,
+						   SHRINK_RESERVATION
+						   " UPDATE order_ext.stock_buckets SET reserved = reserved - $4"
+						   " WHERE sku = $2 AND bucket = $3",
+						   4, types),
+				 values, NULL, SPI_OK_UPDATE);
+		else
+			Exec(OrderPlan(&move_res_plan,
+						   SHRINK_RESERVATION
+						   " INSERT INTO order_ext.reservations AS r (order_id, sku, bucket, qty)"
+						   " VALUES ($5, $2, $3, $4) ON CONFLICT (order_id, sku, bucket)"
+						   " DO UPDATE SET qty = r.qty + excluded.qty",
+						   5, types),
+				 values, NULL, SPI_OK_INSERT);
+		left -= q;
+	}
+	return left;
+}
+
+/*
  * ReturnBuckets
  *		The stock half of units of one SKU going back: release them from the
  *		order's reservation while it holds one, restock the rest (restock).
@@ -769,44 +823,14 @@ LockOrderSku(int64 order_id, const char *sku, int32 **bk, int64 **held)
 static void
 ReturnBuckets(int64 order_id, const char *sku, int64 qty, bool restock)
 {
-	int			n;
-	int			i;
-	int32	   *bk;
-	int64	   *held;
-	int64		left = qty;
-	Oid			types[4] = {INT8OID, TEXTOID, INT4OID, INT8OID};
-	Datum		values[4];
+	int64		left = TakeReserved(order_id, sku, qty, 0);
 
-	n = LockOrderSku(order_id, sku, &bk, &held);
-	values[0] = Int64GetDatum(order_id);
-	values[1] = CStringGetTextDatum(sku);
-	for (i = 0; i < n && left > 0; i++)
-	{
-		int64		q = Min(held[i], left);
-
-		values[2] = Int32GetDatum(bk[i]);
-		values[3] = Int64GetDatum(q);
-		Exec(OrderPlan(&shrink_res_plan,
-					   "WITH d AS (DELETE FROM order_ext.reservations"
-					   "           WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty = $4),"
-					   " u AS (UPDATE order_ext.reservations SET qty = qty - $4"
-					   "       WHERE order_id = $1 AND sku = $2 AND bucket = $3 AND qty > $4)"
-					   " SELECT 1",
-					   4, types),
-			 values, NULL, SPI_OK_SELECT);
-		Exec(OrderPlan(&unreserve_plan,
-					   "UPDATE order_ext.stock_buckets SET reserved = reserved - $4"
-					   " WHERE sku = $2 AND bucket = $3",
-					   4, types),
-			 values, NULL, SPI_OK_UPDATE);
-		left -= q;
-	}
 	if (left > 0 && restock)
 	{
 		Oid			rtypes[2] = {TEXTOID, INT8OID};
 		Datum		rv[2];
 
-		rv[0] = values[1];
+		rv[0] = CStringGetTextDatum(sku);
 		rv[1] = Int64GetDatum(left);
 		Exec(OrderPlan(&restock_plan,
 					   "UPDATE order_ext.stock_buckets SET on_hand = on_hand + $2"
@@ -873,38 +897,10 @@ void
 StockTransfer(int64 from_order_id, int64 to_order_id, const char *sku, int64 qty)
 {
 	const StockSku *s;
-	int			n;
-	int			i;
-	int32	   *bk;
-	int64	   *held;
-	int64		left = qty;
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT8OID};
-	Datum		values[5];
 
 	if (qty <= 0 || !StockCatalog() || (s = StockLookup(sku)) == NULL || !s->tracked)
 		return;
-	n = LockOrderSku(from_order_id, sku, &bk, &held);
-	values[0] = Int64GetDatum(from_order_id);
-	values[1] = Int64GetDatum(to_order_id);
-	values[2] = CStringGetTextDatum(sku);
-	for (i = 0; i < n && left > 0; i++)
-	{
-		int64		q = Min(held[i], left);
-
-		values[3] = Int32GetDatum(bk[i]);
-		values[4] = Int64GetDatum(q);
-		Exec(OrderPlan(&move_res_plan,
-					   "WITH d AS (DELETE FROM order_ext.reservations"
-					   "           WHERE order_id = $1 AND sku = $3 AND bucket = $4 AND qty = $5),"
-					   " u AS (UPDATE order_ext.reservations SET qty = qty - $5"
-					   "       WHERE order_id = $1 AND sku = $3 AND bucket = $4 AND qty > $5)"
-					   " INSERT INTO order_ext.reservations AS r (order_id, sku, bucket, qty)"
-					   " VALUES ($2, $3, $4, $5) ON CONFLICT (order_id, sku, bucket)"
-					   " DO UPDATE SET qty = r.qty + excluded.qty",
-					   5, types),
-			 values, NULL, SPI_OK_INSERT);
-		left -= q;
-	}
+	(void) TakeReserved(from_order_id, sku, qty, to_order_id);
 }
 
 /* ------------------------------------------------------------------------
