@@ -54,7 +54,6 @@ static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr skus_plan = NULL;
-static SPIPlanPtr shipped_plan = NULL;
 
 static bool RequestClaims(const char *status);
 
@@ -148,20 +147,10 @@ ReturnUnits(AfterSaleState *as, const UnitLine *lines, int nlines)
 	Datum		values[2];
 	StockLine  *back = palloc(sizeof(StockLine) * Max(nlines, 1));
 	OrderState	st;
-	bool		shipped;
-	bool		isnull;
 	int			i;
 
-	/* as a refund by lines does: restock what shipped, holdings not twice */
 	if (!OrderLock(as->order_id, &st))
 		OrderNotFound(as->order_id);
-	values[0] = Int64GetDatum(as->order_id);
-	if (SPI_execute_plan(OrderPlan(&shipped_plan,
-								   "SELECT shipped_at IS NOT NULL FROM order_ext.orders WHERE order_id = $1",
-								   1, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read order " INT64_FORMAT, as->order_id);
-	shipped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	for (i = 0; i < nlines; i++)
 	{
@@ -177,7 +166,7 @@ ReturnUnits(AfterSaleState *as, const UnitLine *lines, int nlines)
 		back[i].sku = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		back[i].qty = lines[i].qty;
 	}
-	StockReturnLines(as->order_id, nlines, back, shipped, !OrderStockReleased(&st));
+	OrderReturnUnits(&st, nlines, back, true);
 }
 
 /*

@@ -32,7 +32,7 @@
 
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
-static SPIPlanPtr entered_plan = NULL;
+static SPIPlanPtr stock_facts_plan = NULL;
 
 PG_FUNCTION_INFO_V1(fire);
 
@@ -326,35 +326,42 @@ fire(PG_FUNCTION_ARGS)
 }
 
 /*
- * OrderStockReleased
- *		Whether the order entered its current status by a transition with
- *		the stock:release effect (cancel, expire, close): its reservations
- *		and purchase-limit holdings went back then, so units refunded or
- *		returned since must not give them back again.  The caller is
- *		connected to SPI and holds the order (OrderLock).
+ * OrderReturnUnits
+ *		Units of a locked order's lines go back (a refund by lines, an
+ *		after-sale return): StockReturnLines, told what the order's stock
+ *		went through.  restock puts back only units that left the warehouse
+ *		(the order shipped; before that they are reserved, released now, or
+ *		were released by a cancel or close).  And units of an order that
+ *		entered its current status by a transition with the stock:release
+ *		effect (cancel, expire, close) left the buyer's purchase-limit
+ *		holdings then, so they do not leave them again.  The caller is
+ *		connected to SPI.
  */
-bool
-OrderStockReleased(const OrderState *st)
+void
+OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines, bool restock)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2];
-	const TransitionDef *t;
+	const TransitionDef *t = NULL;
+	bool		shipped;
+	bool		isnull;
 	char	   *from;
 
 	values[0] = Int64GetDatum(st->order_id);
 	values[1] = Int32GetDatum(st->status_version);
-	if (SPI_execute_plan(OrderPlan(&entered_plan,
-								   "SELECT from_status, event FROM order_ext.order_events"
-								   " WHERE order_id = $1 AND version = $2",
+	if (SPI_execute_plan(OrderPlan(&stock_facts_plan,
+								   "SELECT o.shipped_at IS NOT NULL, e.from_status, e.event"
+								   " FROM order_ext.orders o LEFT JOIN order_ext.order_events e"
+								   " ON e.order_id = o.order_id AND e.version = $2"
+								   " WHERE o.order_id = $1",
 								   2, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the events of order " INT64_FORMAT, st->order_id);
-	if (SPI_processed != 1)
-		return false;
-	from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (from == NULL)
-		return false;			/* created in it */
-	t = TransitionLookup(st->machine, from,
-						 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	return t != NULL && (t->effects & OE_EFFECT_STOCK_RELEASE) != 0;
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
+	shipped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (from != NULL)			/* NULL: created in its status */
+		t = TransitionLookup(st->machine, from,
+							 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+	StockReturnLines(st->order_id, nlines, lines, restock && shipped,
+					 t == NULL || (t->effects & OE_EFFECT_STOCK_RELEASE) == 0);
 }

@@ -6,6 +6,7 @@
 #define ORDER_EXT_FIRE_H
 
 #include "machine.h"
+#include "stock.h"
 
 /* What fire() reads of a locked order. */
 typedef struct OrderState
@@ -23,7 +24,8 @@ typedef struct OrderState
 } OrderState;
 
 extern bool OrderLock(int64 order_id, OrderState *st);
-extern bool OrderStockReleased(const OrderState *st);
+extern void OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines,
+							 bool restock);
 extern void OrderNotFound(int64 order_id);
 extern void CheckVersion(const char *what, int64 id, int32 current, bool has_expected,
 						 int32 expected);

@@ -487,7 +487,6 @@ typedef struct RefundQuote
 	int64		total;			/* lines + shipping */
 	int64		shipping;
 	bool		all_units;		/* no unit of the order is left after this */
-	bool		shipped;		/* its units left the warehouse (restock may put them back) */
 } RefundQuote;
 
 /*
@@ -605,7 +604,6 @@ QuoteUnits(OrderState *st, const UnitLine *lines, int nlines, RefundQuote *q)
 						st->order_id),
 				 errhint("Refund the units from the child orders (parent_id " INT64_FORMAT ").",
 						 st->order_id)));
-	q->shipped = shipped;
 
 	q->ls = ReadLines(st->order_id, &q->nls);
 	q->total = 0;
@@ -671,7 +669,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 	StringInfoData req;
 	StringInfoData detail;
 	Jsonb	   *request;
-	RefundQuote q = {NULL, 0, 0, 0, false, false};
+	RefundQuote q = {NULL, 0, 0, 0, false};
 	RefundLineState *ls;
 	int			nls;
 	int64		total;
@@ -817,13 +815,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 				back[k].sku = ls[j].sku;
 				back[k++].qty = ls[j].units;
 			}
-		/*
-		 * restock puts back units that left the warehouse; an order that
-		 * never shipped holds its units reserved (released now) or gave
-		 * them back already (a cancel or close released them).  Nor do the
-		 * units leave the buyer's purchase-limit holdings twice.
-		 */
-		StockReturnLines(st->order_id, k, back, restock && q.shipped, !OrderStockReleased(st));
+		OrderReturnUnits(st, k, back, restock);
 	}
 
 	/* fully refunded: close, where the machine closes from this status */
