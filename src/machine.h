@@ -13,6 +13,9 @@
 /* The actor of transitions only order_ext's own C code may fire (split). */
 #define OE_ACTOR_INTERNAL "internal"			/* names are at most 63 bytes (table CHECKs) */
 
+/* The event split_order fires on the parent (its machine names the status). */
+#define OE_EVENT_SPLIT "split"
+
 /* Effects: the fixed vocabulary of what a transition does. */
 #define OE_EFFECT_STAMP_PAID		(1 << 0)
 #define OE_EFFECT_STAMP_SHIPPED		(1 << 1)

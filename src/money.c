@@ -566,23 +566,27 @@ RefundExisting(int64 order_id, const char *refund_id, Jsonb *request)
 static void
 QuoteUnits(OrderState *st, const UnitLine *lines, int nlines, RefundQuote *q)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 	bool		paid;
 	bool		shipped;
 	int64		shipping_fee;
+	char	   *entered_by;
 	int64		units_left = 0;
 	int			i;
 	int			j;
 
 	values[0] = Int64GetDatum(st->order_id);
+	values[1] = Int32GetDatum(st->status_version);
 	if (SPI_execute_plan(OrderPlan(&refund_order_plan,
-								   "SELECT paid_at IS NOT NULL, shipped_at IS NOT NULL, shipping_fee"
-								   " FROM order_ext.orders WHERE order_id = $1",
-								   1, argtypes),
+								   "SELECT o.paid_at IS NOT NULL, o.shipped_at IS NOT NULL, o.shipping_fee, e.event"
+								   " FROM order_ext.orders o LEFT JOIN order_ext.order_events e"
+								   " ON e.order_id = o.order_id AND e.version = $2"
+								   " WHERE o.order_id = $1",
+								   2, argtypes),
 						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
 	tup = SPI_tuptable->vals[0];
@@ -590,14 +594,15 @@ QuoteUnits(OrderState *st, const UnitLine *lines, int nlines, RefundQuote *q)
 	paid = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
 	shipped = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 	shipping_fee = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	entered_by = SPI_getvalue(tup, desc, 4);	/* the event of its current status */
 	if (!paid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
 				 errmsg("order " INT64_FORMAT " was never paid: its units cannot be refunded",
 						st->order_id),
 				 errhint("Refund what it received by amount.")));
-	/* the children hold its units (and their stock) now */
-	if (strcmp(st->status, "split") == 0)
+	/* split_order moved them: the children hold its units (and their stock) */
+	if (entered_by != NULL && strcmp(entered_by, OE_EVENT_SPLIT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
 				 errmsg("order " INT64_FORMAT " was split: its units are its children's",

@@ -465,7 +465,7 @@ split_order(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (!OrderLock(order_id, &st))
 		OrderNotFound(order_id);
-	(void) TransitionCheck("order", order_id, st.machine, st.status, "split", OE_ACTOR_INTERNAL,
+	(void) TransitionCheck("order", order_id, st.machine, st.status, OE_EVENT_SPLIT, OE_ACTOR_INTERNAL,
 						   st.attrs);
 	if (st.refunded_total > 0)
 		ereport(ERROR,
@@ -587,7 +587,7 @@ split_order(PG_FUNCTION_ARGS)
 	appendStringInfo(&payload, ", \"paid_moved\": " INT64_FORMAT "}", st.paid_total);
 	/* the money went to the children: the parent holds none (no refund twice) */
 	st.paid_delta = -st.paid_total;
-	(void) OrderFire(&st, "split", false, 0, OE_ACTOR_INTERNAL, JsonbFromString(payload.data));
+	(void) OrderFire(&st, OE_EVENT_SPLIT, false, 0, OE_ACTOR_INTERNAL, JsonbFromString(payload.data));
 	SPI_finish();
 	return (Datum) 0;
 }
