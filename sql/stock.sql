@@ -119,10 +119,13 @@ SELECT pg_temp.mk('e', 3, '[{"sku":"S-1","qty":2,"unit_price":100}]');
 SELECT pg_temp.st('S-1');
 SELECT pg_temp.fire('e', 'expire');
 SELECT pg_temp.st('S-1'), pg_temp.res('e');
--- close after pay (full refund before shipping) releases
+-- close after pay (full refund before shipping) releases; 'close' alone,
+-- with the money kept, is refused and releases nothing
 SELECT pg_temp.mk('f', 3, '[{"sku":"S-1","qty":2,"unit_price":100}]');
 SELECT pg_temp.pay('f');
 SELECT pg_temp.fire('f', 'close');
+SELECT pg_temp.st('S-1'), pg_temp.res('f');
+SELECT status FROM order_ext.refund(pg_temp.id('f'), 'f-all', amount => 200);
 SELECT pg_temp.st('S-1'), pg_temp.res('f');
 SELECT * FROM order_ext.check_stock();
 

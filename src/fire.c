@@ -13,7 +13,9 @@
  * the order paid in full (paid_total - refunded_total >= payable_total),
  * counting a payment record_payment() hands in with the transition
  * (OrderState.paid_delta, added to paid_total by the same UPDATE).  So
- * fire(id, 'pay') without the money is OE001, whoever calls it.
+ * fire(id, 'pay') without the money is OE001, whoever calls it.  Likewise
+ * 'close' (OE_EVENT_CLOSE, what refund() fires) needs the order refunded in
+ * full (OrderRefundedInFull), so no caller closes an order that keeps money.
  */
 #include "postgres.h"
 
@@ -33,6 +35,7 @@
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr stock_facts_plan = NULL;
+static SPIPlanPtr units_left_plan = NULL;
 
 PG_FUNCTION_INFO_V1(fire);
 
@@ -81,6 +84,31 @@ OrderNotFound(int64 order_id)
 	ereport(ERROR,
 			(errcode(ERRCODE_OE_NOT_FOUND),
 			 errmsg("order " INT64_FORMAT " does not exist", order_id)));
+}
+
+/*
+ * OrderRefundedInFull
+ *		Whether an order locked with OrderLock may close: it holds none of
+ *		the money it took, or every unit of its lines is refunded (a shipped
+ *		order keeps its shipping fee).  An order that took nothing (payable
+ *		0) holds nothing.
+ */
+static bool
+OrderRefundedInFull(const OrderState *st)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+
+	if (st->refunded_total >= st->paid_total)
+		return true;
+	values[0] = Int64GetDatum(st->order_id);
+	if (SPI_execute_plan(OrderPlan(&units_left_plan,
+								   "SELECT 1 FROM order_ext.order_items"
+								   " WHERE order_id = $1 AND refunded_qty < qty LIMIT 1",
+								   1, argtypes),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the lines of order " INT64_FORMAT, st->order_id);
+	return SPI_processed == 0;
 }
 
 /*
@@ -214,6 +242,15 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 				 errdetail("Paid " INT64_FORMAT ", refunded " INT64_FORMAT ", payable " INT64_FORMAT ".",
 						   st->paid_total + st->paid_delta, st->refunded_total, st->payable_total),
 				 errhint("Payments go through order_ext.record_payment(), which fires \"%s\" when the order is paid in full.",
+						 event)));
+	if (strcmp(event, OE_EVENT_CLOSE) == 0 && !OrderRefundedInFull(st))
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("event \"%s\" is not allowed for order " INT64_FORMAT ": it is not refunded in full",
+						event, st->order_id),
+				 errdetail("Paid " INT64_FORMAT ", refunded " INT64_FORMAT ", and units of its lines are not refunded.",
+						   st->paid_total, st->refunded_total),
+				 errhint("Refunds go through order_ext.refund(), which fires \"%s\" when the order is refunded in full.",
 						 event)));
 	new_version = st->version + 1;
 	moved = strcmp(t->to_status, st->status) != 0;

@@ -16,6 +16,12 @@
 /* The event split_order fires on the parent (its machine names the status). */
 #define OE_EVENT_SPLIT "split"
 
+/*
+ * The event refund() fires when an order is refunded in full; OrderFire
+ * refuses it on an order that is not (OE001), whoever names it.
+ */
+#define OE_EVENT_CLOSE "close"
+
 /* Effects: the fixed vocabulary of what a transition does. */
 #define OE_EFFECT_STAMP_PAID		(1 << 0)
 #define OE_EFFECT_STAMP_SHIPPED		(1 << 1)

@@ -825,7 +825,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 
 	/* fully refunded: close, where the machine closes from this status */
 	if ((q.all_units || (st->paid_total > 0 && st->refunded_total == st->paid_total)) &&
-		TransitionLookup(st->machine, st->status, "close") != NULL)
+		TransitionLookup(st->machine, st->status, OE_EVENT_CLOSE) != NULL)
 	{
 		StringInfoData p;
 
@@ -833,7 +833,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 		appendStringInfoChar(&p, '{');
 		JsonAppendKeyString(&p, "refund_id", refund_id, true);
 		appendStringInfoChar(&p, '}');
-		row = OrderFire(st, "close", false, 0, "system", JsonbFromString(p.data));
+		row = OrderFire(st, OE_EVENT_CLOSE, false, 0, "system", JsonbFromString(p.data));
 	}
 	return row;
 }
