@@ -122,9 +122,9 @@ SELECT m.machine,
        count(*) AS transitions,
        count(*) FILTER (WHERE EXISTS (
            SELECT 1 FROM regexp_split_to_table(order_ext.machine_dot(m.machine), E'\n') l
-           WHERE l LIKE '%' || t.from_status || ' -> ' || t.to_status || ' %'
-             AND l LIKE '%"' || t.event || '%')) AS drawn,
-       order_ext.machine_dot(m.machine) LIKE '%-> ' || m.initial_status || E';\n%' AS initial_marked,
+           WHERE l LIKE '%"' || t.from_status || '" -> "' || t.to_status || '" %'
+             AND strpos(l, 'label="' || t.event || '\n') > 0)) AS drawn,
+       order_ext.machine_dot(m.machine) LIKE '%-> "' || m.initial_status || E'";\n%' AS initial_marked,
        order_ext.machine_dot(m.machine) LIKE 'digraph %' AS is_digraph
 FROM order_ext.machines m JOIN order_ext.transitions t USING (machine)
 WHERE m.machine IN ('physical', 'virtual', 'after_sale')
@@ -133,6 +133,21 @@ GROUP BY m.machine, m.initial_status ORDER BY m.machine;
 SELECT order_ext.machine_dot('physical') = order_ext.machine_dot('physical') AS same_twice;
 -- unknown machine: 22023
 SELECT pg_temp.err($$SELECT order_ext.machine_dot('no_such_machine')$$) AS unknown;
+-- names that are DOT keywords (graph, node, edge, strict, subgraph), and a
+-- terminal status and an actor with a quote and a backslash (their columns
+-- have no CHECK on characters): every id and label is a quoted string
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses)
+VALUES ('graph', 'node', '{edge,"a\"b\\"}');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors) VALUES
+    ('graph', 'node', 'strict', 'edge', '{system,"say \"hi\""}'),
+    ('graph', 'edge', 'subgraph', 'node', '{system}');
+\pset format unaligned
+\pset tuples_only on
+SELECT order_ext.machine_dot('graph');
+\pset format aligned
+\pset tuples_only off
+DELETE FROM order_ext.transitions WHERE machine = 'graph';
+DELETE FROM order_ext.machines WHERE machine = 'graph';
 
 --------------------------------------------------------------------------
 -- CHECKs of the machine tables

@@ -102,35 +102,7 @@ END $$;
 COMMENT ON FUNCTION order_ext.validate_machine(text) IS
 'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors.';
 
-CREATE FUNCTION order_ext.machine_dot(name text) RETURNS text
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-    SET intervalstyle = 'postgres_verbose' AS $$
-DECLARE
-    m order_ext.machines;
-    dot text;
-BEGIN
-    SELECT * INTO m FROM order_ext.machines WHERE machine = name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
-    END IF;
-    SELECT format(E'digraph %s {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname="Helvetica"];\n  edge [fontname="Helvetica", fontsize=10];\n  __start [shape=point];\n  __start -> %s;\n',
-                  quote_ident(name), quote_ident(m.initial_status))
-        || coalesce((SELECT string_agg(format(E'  %s [shape=box, style="rounded,bold,filled", fillcolor="#eeeeee"];\n', quote_ident(s)), '' ORDER BY s)
-                       FROM unnest(m.terminal_statuses) s), '')
-        || coalesce((SELECT string_agg(
-                       format(E'  %s -> %s [label="%s\\n(%s)%s"];\n', quote_ident(t.from_status), quote_ident(t.to_status),
-                              t.event, array_to_string(t.actors, ', '),
-                              coalesce((SELECT E'\\n' || string_agg(ltrim(o.after::text, '@ '), ', ')
-                                          FROM order_ext.timeouts o
-                                         WHERE o.machine = name AND o.status = t.from_status AND o.event = t.event), '')),
-                       '' ORDER BY t.id)
-                       FROM order_ext.transitions t WHERE t.machine = name), '')
-        || E'}\n'
-      INTO dot;
-    RETURN dot;
-END $$;
-COMMENT ON FUNCTION order_ext.machine_dot(text) IS
-'The machine as Graphviz text (terminal statuses shaded; edges labelled with event, actors and timeout): psql -Atc "SELECT order_ext.machine_dot(''physical'')" | dot -Tsvg > physical.svg';
+-- order_ext.machine_dot(): 51_machine_dot.sql
 
 INSERT INTO order_ext.role_grants VALUES
     ('app', 'function', 'fire', 'EXECUTE'),
