@@ -284,11 +284,13 @@ FROM order_ext.transitions t JOIN order_ext.machines m USING (machine)
 WHERE t.from_status = ANY (m.terminal_statuses);
 
 -- 'split' belongs to split_order(): not for the buyer, the merchant or the
--- system; actor internal is reserved and refused from SQL (22023)
+-- system; actor internal is reserved and refused from SQL (OE001, an actor
+-- not allowed, after the version check: stale and internal is OE002)
 SELECT s AS status, a AS actor, pg_temp.try_fire(pg_temp.id('x_' || s), 'split', a) AS result
 FROM unnest('{pending_payment,paid}'::text[]) s, unnest('{buyer,merchant,system,internal}'::text[]) a
 ORDER BY s, a;
 SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'split', actor => 'internal')$$, pg_temp.id('x_paid'))) AS internal_refused;
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'split', 99, 'internal')$$, pg_temp.id('x_paid'))) AS internal_stale;
 
 --------------------------------------------------------------------------
 -- Actor guards, stale versions, bad input

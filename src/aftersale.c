@@ -524,10 +524,6 @@ fire_after_sale(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(0);
 	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	if (strcmp(actor, OE_ACTOR_INTERNAL) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("actor \"%s\" is reserved for order_ext's own functions", actor)));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -535,6 +531,8 @@ fire_after_sale(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_NOT_FOUND),
 				 errmsg("after-sale " INT64_FORMAT " does not exist", id)));
+	RefuseInternalActor("after-sale", id, as.version, !PG_ARGISNULL(2),
+						PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), event, actor);
 	row = AfterSaleFire(&as, event, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2),
 						actor);
 	row = SPI_datumTransfer(row, false, -1);

@@ -173,6 +173,27 @@ TransitionCheck(const char *what, int64 id, const char *machine, const char *sta
 }
 
 /*
+ * RefuseInternalActor
+ *		fire() and fire_after_sale() name their actor; OE_ACTOR_INTERNAL is
+ *		for order_ext's own functions (split_order), so from SQL it is an
+ *		actor not allowed: OE001, after the version check (OE002 first), as
+ *		for any other actor.
+ */
+void
+RefuseInternalActor(const char *what, int64 id, int32 version, bool has_expected,
+					int32 expected, const char *event, const char *actor)
+{
+	if (strcmp(actor, OE_ACTOR_INTERNAL) != 0)
+		return;
+	CheckVersion(what, id, version, has_expected, expected);
+	ereport(ERROR,
+			(errcode(ERRCODE_OE_TRANSITION),
+			 errmsg("actor \"%s\" may not fire \"%s\" for %s " INT64_FORMAT, actor, event, what, id),
+			 errdetail("Actor %s is reserved for order_ext's own functions, such as order_ext.split_order().",
+					   actor)));
+}
+
+/*
  * CheckVersion
  *		OE002 if the caller expected another version.
  */
@@ -337,11 +358,6 @@ fire(PG_FUNCTION_ARGS)
 	order_id = PG_GETARG_INT64(0);
 	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	if (strcmp(actor, OE_ACTOR_INTERNAL) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("actor \"%s\" is reserved for order_ext's own functions", actor),
-				 errdetail("Transitions for actor internal are fired by functions such as order_ext.split_order().")));
 	if (PG_ARGISNULL(4))
 		payload = DatumGetJsonbP(EmptyJsonb());
 	else
@@ -355,6 +371,8 @@ fire(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (!OrderLock(order_id, &st))
 		OrderNotFound(order_id);
+	RefuseInternalActor("order", order_id, st.version, !PG_ARGISNULL(2),
+						PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), event, actor);
 	row = OrderFire(&st, event, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2),
 					actor, payload);
 	row = SPI_datumTransfer(row, false, -1);

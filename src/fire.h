@@ -27,6 +27,8 @@ extern bool OrderLock(int64 order_id, OrderState *st);
 extern void OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines,
 							 bool restock);
 extern void OrderNotFound(int64 order_id);
+extern void RefuseInternalActor(const char *what, int64 id, int32 version, bool has_expected,
+								int32 expected, const char *event, const char *actor);
 extern void CheckVersion(const char *what, int64 id, int32 current, bool has_expected,
 						 int32 expected);
 extern const TransitionDef *TransitionCheck(const char *what, int64 id, const char *machine,
