@@ -143,12 +143,21 @@ SELECT pg_temp.open('auto', 'o3', 'refund_only', '[{"line_no":1,"qty":2}]');
 SELECT pg_temp.open('acted', 'o3', 'refund_only', '[{"line_no":2,"qty":1}]');
 -- the merchant rejects one in time: its timer is stale and dropped
 SELECT pg_temp.fire('acted', 'reject');
--- five days pass
+-- five days pass (the rejected one's appeal window, 15 days, has not)
 UPDATE order_ext.timers SET due_at = now() - interval '1 second'
-WHERE subject = 'after_sale' AND order_id = pg_temp.id('o3');
+WHERE subject = 'after_sale' AND order_id = pg_temp.id('o3') AND due_at <= now() + interval '5 days';
 SELECT order_ext.run_timers() AS fired;
 SELECT a.tag, s.status, s.version FROM pg_temp.a a JOIN order_ext.after_sales s ON s.id = a.id
 WHERE a.tag IN ('auto', 'acted') ORDER BY a.tag;
+-- fifteen days after the rejection, the appeal window closes it: a
+-- terminal status, so it claims nothing and no longer keeps its order live
+SELECT event, due_at - now() > interval '14 days' AS in_15_days FROM order_ext.timers
+WHERE subject = 'after_sale' AND subject_id = (SELECT id FROM pg_temp.a WHERE tag = 'acted');
+UPDATE order_ext.timers SET due_at = now() - interval '1 second'
+WHERE subject = 'after_sale' AND subject_id = (SELECT id FROM pg_temp.a WHERE tag = 'acted');
+SELECT order_ext.run_timers() AS fired;
+SELECT s.status, s.version, pg_temp.fire('acted', 'appeal', actor => 'buyer') AS appeal_after_window
+FROM order_ext.after_sales s WHERE s.id = (SELECT id FROM pg_temp.a WHERE tag = 'acted');
 SELECT payload->>'actor' AS actor, payload->>'to_status' AS to_status FROM order_ext.outbox
 WHERE order_id = pg_temp.id('o3') AND event = 'after_sale' AND payload->>'event' = 'approve';
 SELECT count(*) AS timers_left FROM order_ext.timers WHERE subject = 'after_sale' AND order_id = pg_temp.id('o3');
@@ -273,12 +282,9 @@ SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'gift9', '[{"line_no":2,
 SELECT sku, on_hand, reserved FROM order_ext.stock WHERE sku IN ('AS-S', 'AS-G') ORDER BY sku;
 SELECT count(*) AS check_stock_rows FROM order_ext.check_stock();
 
--- a shop that closes rejected requests after a while (README "Archiving
--- history orders") closes one whose units went to another request since:
--- closing claims no units, only an appeal does ('first' above)
-INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors)
-VALUES ('after_sale', 'rejected', 'close', 'closed', '{system}');
-UPDATE order_ext.machines SET terminal_statuses = terminal_statuses || '{closed}' WHERE machine = 'after_sale';
+-- a rejected request not appealed within the appeal window (15 days, the
+-- default timeout) closes, also one whose units went to another request
+-- since: closing claims no units, only an appeal does ('first' above)
 SELECT pg_temp.fire('first', 'appeal', actor => 'buyer') AS appeal_still_refused;
 SELECT pg_temp.fire('first', 'close', actor => 'system') AS close_rejected;
 -- and a closed request holds no units: with 'second' rejected too, its two

@@ -59,7 +59,7 @@ INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses, desc
      'B2C physical goods: pay, ship, confirm receipt, complete'),
     ('virtual',    'pending_payment', '{completed,cancelled,closed,split}',
      'Virtual goods: pay, deliver, complete'),
-    ('after_sale', 'requested',       '{refunded}',
+    ('after_sale', 'requested',       '{refunded,closed}',
      'After-sales requests: approve or reject, appeal, return, refund');
 
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
@@ -96,14 +96,16 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actor
     ('after_sale', 'arbitration', 'reject',         'rejected',    '{platform}',        '{}',                              NULL),
     ('after_sale', 'approved',    'receive_return', 'returned',    '{merchant}',        '{}',                              '{"kind": "return_refund"}'),
     ('after_sale', 'approved',    'refund',         'refunded',    '{merchant,system}', '{}',                              '{"kind": "refund_only"}'),
-    ('after_sale', 'returned',    'refund',         'refunded',    '{merchant,system}', '{}',                              NULL);
+    ('after_sale', 'returned',    'refund',         'refunded',    '{merchant,system}', '{}',                              NULL),
+    ('after_sale', 'rejected',    'close',          'closed',      '{system}',          '{}',                              NULL);
 
 INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
     ('physical',   'pending_payment', '30 minutes', 'expire'),
     ('physical',   'shipped',         '10 days',    'confirm_receipt'),
     ('physical',   'received',        '7 days',     'complete'),
     ('virtual',    'pending_payment', '30 minutes', 'expire'),
-    ('after_sale', 'requested',       '5 days',     'approve');
+    ('after_sale', 'requested',       '5 days',     'approve'),
+    ('after_sale', 'rejected',        '15 days',    'close');
 
 INSERT INTO order_ext.status_labels (machine, status, role, label)
 SELECT m, s, r, l FROM (VALUES
@@ -127,7 +129,8 @@ INSERT INTO order_ext.status_labels (machine, status, role, label) VALUES
     ('after_sale', 'rejected',    'buyer', 'Rejected'),                 ('after_sale', 'rejected',    'merchant', 'Rejected'),
     ('after_sale', 'arbitration', 'buyer', 'Under platform review'),    ('after_sale', 'arbitration', 'merchant', 'Under platform review'),
     ('after_sale', 'returned',    'buyer', 'Return received'),          ('after_sale', 'returned',    'merchant', 'Return received'),
-    ('after_sale', 'refunded',    'buyer', 'Refunded'),                 ('after_sale', 'refunded',    'merchant', 'Refunded');
+    ('after_sale', 'refunded',    'buyer', 'Refunded'),                 ('after_sale', 'refunded',    'merchant', 'Refunded'),
+    ('after_sale', 'closed',      'buyer', 'Closed (not appealed)'),    ('after_sale', 'closed',      'merchant', 'Closed (not appealed)');
 
 CREATE FUNCTION order_ext.config_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'config_changed' LANGUAGE C;

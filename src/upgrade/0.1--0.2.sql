@@ -24,6 +24,21 @@ WHERE t.machine IN ('physical', 'virtual') AND t.event = v.event
                        WHEN v.event IN ('ship', 'deliver') THEN '{stamp:shipped_at}'
                        ELSE '{stamp:closed_at}' END::text[];
 
+-- a rejected after-sale that is not appealed within 15 days closes (the
+-- appeal window), so its order can be archived; a shop that had already
+-- added the README's recipe keeps its own rows
+UPDATE order_ext.machines SET terminal_statuses = terminal_statuses || '{closed}'
+ WHERE machine = 'after_sale' AND NOT 'closed' = ANY (terminal_statuses);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires)
+SELECT 'after_sale', 'rejected', 'close', 'closed', '{system}', '{}', NULL
+ WHERE NOT EXISTS (SELECT 1 FROM order_ext.transitions
+                    WHERE machine = 'after_sale' AND from_status = 'rejected' AND event = 'close');
+INSERT INTO order_ext.timeouts (machine, status, after, event)
+VALUES ('after_sale', 'rejected', '15 days', 'close') ON CONFLICT DO NOTHING;
+INSERT INTO order_ext.status_labels (machine, status, role, label)
+VALUES ('after_sale', 'closed', 'buyer', 'Closed (not appealed)'), ('after_sale', 'closed', 'merchant', 'Closed (not appealed)')
+ON CONFLICT DO NOTHING;
+
 -- the monthly partitions become members of the extension, registered with
 -- pg_extension_config_dump, as 0.2 makes them (see partitions.c)
 DO $$
