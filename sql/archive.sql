@@ -190,6 +190,55 @@ SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 1, '[{"sku":"X","q
 FROM o WHERE o.month = 'jan' AND o.n = 7;
 SELECT count(*) AS live_copies FROM order_ext.orders x JOIN o ON o.id = x.order_id WHERE o.month = 'jan';
 
+-- Money that comes late to an archived order (API.md "Money": the gateway's
+-- money is never dropped; a repeated callback or refund changes nothing and
+-- returns the order).  It is written where the order is, in history, with
+-- its event and a 'refund_due' notice; the order stays archived and
+-- cancelled.
+CREATE FUNCTION pg_temp.money_of(n int) RETURNS text LANGUAGE sql AS $$
+    SELECT format('%s v%s paid=%s refunded=%s | ledger=%s events=%s live=%s',
+                  h.status, h.version, h.paid_total, h.refunded_total,
+                  (SELECT string_agg(p.kind || ':' || p.txn_id || ':' || p.amount, ',' ORDER BY p.kind, p.txn_id)
+                     FROM order_ext.order_payments_history p WHERE p.order_id = h.order_id),
+                  (SELECT string_agg(e.version || ':' || e.event, ',' ORDER BY e.version)
+                     FROM order_ext.order_events_history e WHERE e.order_id = h.order_id),
+                  (SELECT count(*) FROM order_ext.orders x WHERE x.order_id = h.order_id)
+                  + (SELECT count(*) FROM order_ext.order_payments x WHERE x.order_id = h.order_id)
+                  + (SELECT count(*) FROM order_ext.order_events x WHERE x.order_id = h.order_id))
+    FROM order_ext.orders_history h WHERE h.order_id = (SELECT id FROM o WHERE month = 'jan' AND o.n = $1)
+$$;
+SELECT pg_temp.money_of(3) AS before_late_payment;
+SELECT r.status, r.version, r.paid_total
+FROM o, LATERAL order_ext.record_payment(o.id, 'late-3', 500, 'card') r WHERE o.month = 'jan' AND o.n = 3;
+SELECT pg_temp.money_of(3) AS after_late_payment;
+SELECT x.event, x.payload->>'txn_id' AS txn_id, x.payload->>'amount' AS amount,
+       x.payload->>'reason' AS reason, x.payload->>'refundable' AS refundable
+FROM order_ext.outbox x JOIN o ON o.id = x.order_id
+WHERE o.month = 'jan' AND o.n = 3 AND x.event IN ('payment', 'refund_due') ORDER BY x.id;
+-- the callback again: nothing written, the archived order returned; with
+-- another amount: OE004
+SELECT r.status, r.version, r.paid_total
+FROM o, LATERAL order_ext.record_payment(o.id, 'late-3', 500, 'card') r WHERE o.month = 'jan' AND o.n = 3;
+SELECT pg_temp.err(format($$SELECT order_ext.record_payment(%s, 'late-3', 501, 'card')$$, id)) AS other_amount
+FROM o WHERE o.month = 'jan' AND o.n = 3;
+-- refunded by amount, once; not beyond what it took (OE006); not by lines
+-- (55000: an archived order's lines stay as they were)
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'late-3-back', amount => 501)$$, id)) AS beyond
+FROM o WHERE o.month = 'jan' AND o.n = 3;
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'late-3-lines', '[{"line_no":1,"qty":1}]')$$, id)) AS by_lines
+FROM o WHERE o.month = 'jan' AND o.n = 3;
+SELECT r.status, r.version, r.refunded_total
+FROM o, LATERAL order_ext.refund(o.id, 'late-3-back', amount => 500) r WHERE o.month = 'jan' AND o.n = 3;
+SELECT r.status, r.version, r.refunded_total
+FROM o, LATERAL order_ext.refund(o.id, 'late-3-back', amount => 500) r WHERE o.month = 'jan' AND o.n = 3;
+SELECT pg_temp.money_of(3) AS after_refund;
+SELECT t.version, t.event FROM o, LATERAL order_ext.timeline(o.id) t
+WHERE o.month = 'jan' AND o.n = 3 ORDER BY t.version;
+-- an archived order does not move: OE001 (OE002 first for a stale version)
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'cancel', actor => 'buyer')$$, id)) AS fire_archived,
+       pg_temp.err(format($$SELECT order_ext.fire(%s, 'cancel', 1, 'buyer')$$, id)) AS fire_stale
+FROM o WHERE o.month = 'jan' AND o.n = 3;
+
 --------------------------------------------------------------------------
 -- The rest of February ends: it moves by batches into its history partitions
 --------------------------------------------------------------------------

@@ -37,7 +37,7 @@
 #include "events.h"
 #include "order_ext.h"
 
-static SPIPlanPtr append_plan = NULL;
+static SPIPlanPtr append_plans[2] = {NULL, NULL};
 
 typedef struct ListenerState
 {
@@ -194,16 +194,31 @@ OrderEventAppend(int64 order_id, int32 version, const char *event,
 				 const char *from_status, const char *to_status,
 				 const char *actor, Datum payload)
 {
+	OrderEventAppendIn(false, order_id, version, event, from_status, to_status, actor, payload);
+}
+
+/*
+ * OrderEventAppendIn
+ *		The same for a live order, or (archived) for one in the history
+ *		tables: its event goes to order_events_history, its outbox row to
+ *		the outbox as any other.
+ */
+void
+OrderEventAppendIn(bool archived, int64 order_id, int32 version, const char *event,
+				   const char *from_status, const char *to_status,
+				   const char *actor, Datum payload)
+{
 	Oid			argtypes[7] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	int			ret;
 
-	plan = OrderPlan(&append_plan,
-					 "WITH " OE_EVENT_CTES("true", "$1", "$2", "$3", "$4::text", "$5", "$6", "$7")
-					 " SELECT 1",
-					 7, argtypes);
+	plan = TwinPlan(append_plans, archived,
+					"WITH " OE_EVENT_CTES_IN("order_ext.order_events{h}", "true", "$1", "$2", "$3",
+											 "$4::text", "$5", "$6", "$7")
+					" SELECT 1",
+					7, argtypes);
 	values[0] = Int64GetDatum(order_id);
 	values[1] = Int32GetDatum(version);
 	values[2] = CStringGetTextDatum(event);

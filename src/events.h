@@ -15,7 +15,10 @@
  * are the only writers of order_events and outbox rows for events.
  */
 #define OE_EVENT_CTES(COND, ORDER_ID, VERSION, EVENT, FROM, TO, ACTOR, PAYLOAD) \
-	"ev AS (INSERT INTO order_ext.order_events" \
+	OE_EVENT_CTES_IN("order_ext.order_events", COND, ORDER_ID, VERSION, EVENT, FROM, TO, ACTOR, PAYLOAD)
+/* the same into another timeline table (TABLE: order_ext.order_events{h}) */
+#define OE_EVENT_CTES_IN(TABLE, COND, ORDER_ID, VERSION, EVENT, FROM, TO, ACTOR, PAYLOAD) \
+	"ev AS (INSERT INTO " TABLE \
 	" (order_id, version, event, from_status, to_status, actor, payload, created_at)" \
 	" SELECT " ORDER_ID ", " VERSION ", " EVENT ", " FROM ", " TO ", " ACTOR ", " PAYLOAD ", now()" \
 	" WHERE " COND \
@@ -26,6 +29,9 @@
 extern void OrderEventAppend(int64 order_id, int32 version, const char *event,
 							 const char *from_status, const char *to_status,
 							 const char *actor, Datum payload);
+extern void OrderEventAppendIn(bool archived, int64 order_id, int32 version, const char *event,
+							   const char *from_status, const char *to_status,
+							   const char *actor, Datum payload);
 extern void OutboxNotice(int64 order_id, int32 version, const char *event, Datum payload);
 extern void OrderNotify(int64 order_id);
 extern void EventsInit(void);

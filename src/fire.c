@@ -32,12 +32,14 @@
 #include "stock.h"
 #include "timers.h"
 
-static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr lock_plans[2] = {NULL, NULL};
 static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr stock_facts_plan = NULL;
 static SPIPlanPtr units_left_plan = NULL;
 
 PG_FUNCTION_INFO_V1(fire);
+
+static bool OrderLockIn(bool archived, int64 order_id, OrderState *st);
 
 /*
  * OrderLock
@@ -46,6 +48,24 @@ PG_FUNCTION_INFO_V1(fire);
 bool
 OrderLock(int64 order_id, OrderState *st)
 {
+	return OrderLockIn(false, order_id, st);
+}
+
+/*
+ * ArchivedOrderLock
+ *		The same for an order that archive() moved to the history tables
+ *		(st->archived set).  Its status is terminal: only money that comes
+ *		late (record_payment, refund by amount) and replays still reach it.
+ */
+bool
+ArchivedOrderLock(int64 order_id, OrderState *st)
+{
+	return OrderLockIn(true, order_id, st);
+}
+
+static bool
+OrderLockIn(bool archived, int64 order_id, OrderState *st)
+{
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
@@ -53,11 +73,11 @@ OrderLock(int64 order_id, OrderState *st)
 	TupleDesc	desc;
 	bool		isnull;
 
-	plan = OrderPlan(&lock_plan,
-					 "SELECT machine, status, version, status_version, attrs,"
-					 " payable_total, paid_total, refunded_total"
-					 " FROM order_ext.orders WHERE order_id = $1 FOR UPDATE",
-					 1, argtypes);
+	plan = TwinPlan(lock_plans, archived,
+					"SELECT machine, status, version, status_version, attrs,"
+					" payable_total, paid_total, refunded_total"
+					" FROM order_ext.orders{h} WHERE order_id = $1 FOR UPDATE",
+					1, argtypes);
 	values[0] = Int64GetDatum(order_id);
 	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock order " INT64_FORMAT, order_id);
@@ -75,6 +95,7 @@ OrderLock(int64 order_id, OrderState *st)
 	st->paid_total = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 	st->refunded_total = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	st->paid_delta = 0;
+	st->archived = archived;
 	return true;
 }
 
@@ -369,10 +390,20 @@ fire(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!OrderLock(order_id, &st))
+	if (!OrderLock(order_id, &st) && !ArchivedOrderLock(order_id, &st))
 		OrderNotFound(order_id);
 	RefuseInternalActor("order", order_id, st.version, !PG_ARGISNULL(2),
 						PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), event, actor);
+	if (st.archived)
+	{
+		CheckVersion("order", order_id, st.version, !PG_ARGISNULL(2),
+					 PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2));
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("event \"%s\" is not allowed for order " INT64_FORMAT " in status \"%s\": it is archived",
+						event, order_id, st.status),
+				 errdetail("order_ext.archive() moved it to the history tables; archived orders are finished.")));
+	}
 	row = OrderFire(&st, event, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2),
 					actor, payload);
 	row = SPI_datumTransfer(row, false, -1);
@@ -402,6 +433,8 @@ OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines, bool 
 	bool		isnull;
 	char	   *from;
 
+	if (nlines == 0)
+		return;					/* a refund by amount: no units */
 	values[0] = Int64GetDatum(st->order_id);
 	values[1] = Int32GetDatum(st->status_version);
 	if (SPI_execute_plan(OrderPlan(&stock_facts_plan,

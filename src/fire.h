@@ -21,9 +21,11 @@ typedef struct OrderState
 	int64		paid_total;
 	int64		refunded_total;
 	int64		paid_delta;		/* paid_total change made with the next transition (record_payment: +payment; split_order: -paid_total) */
+	bool		archived;		/* in the history tables (ArchivedOrderLock) */
 } OrderState;
 
 extern bool OrderLock(int64 order_id, OrderState *st);
+extern bool ArchivedOrderLock(int64 order_id, OrderState *st);
 extern void OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines,
 							 bool restock);
 extern void OrderNotFound(int64 order_id);

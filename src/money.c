@@ -54,11 +54,14 @@
 						 OE_EFFECT_STAMP_COMPLETED | OE_EFFECT_STAMP_CLOSED | OE_EFFECT_MERGE_ATTRS)
 #define MAX_UNIT_LINES	1000
 
-static SPIPlanPtr order_row_plan = NULL;
-static SPIPlanPtr payment_existing_plan = NULL;
-static SPIPlanPtr payment_insert_plan = NULL;
-static SPIPlanPtr money_update_plan = NULL;
-static SPIPlanPtr refund_existing_plan = NULL;
+static SPIPlanPtr order_row_plans[2] = {NULL, NULL};
+static SPIPlanPtr payment_existing_plans[2] = {NULL, NULL};
+static SPIPlanPtr payment_insert_plans[2] = {NULL, NULL};
+static SPIPlanPtr money_update_plans[2] = {NULL, NULL};
+static SPIPlanPtr refund_existing_plans[2] = {NULL, NULL};
+static SPIPlanPtr refund_insert_plans[2] = {NULL, NULL};
+
+static Datum OrderRow(const OrderState *st);
 static SPIPlanPtr refund_order_plan = NULL;
 static SPIPlanPtr refund_lines_plan = NULL;
 static SPIPlanPtr refund_lines_update_plan = NULL;
@@ -124,19 +127,21 @@ ArgInt64(FunctionCallInfo fcinfo, int argno, const char *name)
 
 /*
  * OrderRow
- *		The order's current row as a composite datum (SPI context).
+ *		The order's current row as an order_ext.orders datum (SPI context),
+ *		live or archived.
  */
-Datum
-OrderRow(int64 order_id)
+static Datum
+OrderRow(const OrderState *st)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
 	bool		isnull;
+	int64		order_id = st->order_id;
 
 	values[0] = Int64GetDatum(order_id);
-	if (SPI_execute_plan(OrderPlan(&order_row_plan,
-								   "SELECT o FROM order_ext.orders o WHERE o.order_id = $1",
-								   1, argtypes),
+	if (SPI_execute_plan(TwinPlan(order_row_plans, st->archived,
+								  "SELECT {row} FROM order_ext.orders{h} o WHERE o.order_id = $1",
+								  1, argtypes),
 						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -146,7 +151,9 @@ OrderRow(int64 order_id)
  * MoneyEvent
  *		A money change that does not move the order: its event row (version
  *		+ 1, same status) and the UPDATE of paid_total / refunded_total (the
- *		guard trigger bumps the version and finds the event written).
+ *		guard trigger bumps the version and finds the event written).  On
+ *		an archived order (no trigger there) the UPDATE bumps the version and
+ *		sets updated_at itself.
  */
 static Datum
 MoneyEvent(OrderState *st, const char *event, Jsonb *payload, int64 paid_add,
@@ -156,16 +163,23 @@ MoneyEvent(OrderState *st, const char *event, Jsonb *payload, int64 paid_add,
 	Datum		values[3];
 	bool		isnull;
 
-	OrderEventAppend(st->order_id, st->version + 1, event, st->status, st->status, actor,
-					 JsonbPGetDatum(payload));
+	OrderEventAppendIn(st->archived, st->order_id, st->version + 1, event, st->status,
+					   st->status, actor, JsonbPGetDatum(payload));
 	values[0] = Int64GetDatum(st->order_id);
 	values[1] = Int64GetDatum(paid_add);
 	values[2] = Int64GetDatum(refunded_add);
-	if (SPI_execute_plan(OrderPlan(&money_update_plan,
-								   "UPDATE order_ext.orders o"
-								   " SET paid_total = paid_total + $2, refunded_total = refunded_total + $3"
-								   " WHERE order_id = $1 RETURNING o",
-								   3, argtypes),
+	if (SPI_execute_plan(st->archived ?
+						 TwinPlan(money_update_plans, true,
+								  "UPDATE order_ext.orders{h} o"
+								  " SET paid_total = paid_total + $2, refunded_total = refunded_total + $3,"
+								  " version = version + 1, updated_at = now()"
+								  " WHERE order_id = $1 RETURNING {row}",
+								  3, argtypes) :
+						 TwinPlan(money_update_plans, false,
+								  "UPDATE order_ext.orders o"
+								  " SET paid_total = paid_total + $2, refunded_total = refunded_total + $3"
+								  " WHERE order_id = $1 RETURNING o",
+								  3, argtypes),
 						 values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not update order " INT64_FORMAT, st->order_id);
 	st->version++;
@@ -180,13 +194,12 @@ MoneyEvent(OrderState *st, const char *event, Jsonb *payload, int64 paid_add,
  *		it matches the request: -1 if there is no such row, else 0 or 1.
  */
 static int
-LedgerRowMatches(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes, Datum *values)
+LedgerRowMatches(SPIPlanPtr plan, Datum *values)
 {
 	bool		isnull;
 	bool		same;
 
-	if (SPI_execute_plan(OrderPlan(cache, sql, nargs, argtypes), values, NULL, false, 1)
-		!= SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the order's payments and refunds");
 	if (SPI_processed == 0)
 		return -1;
@@ -268,7 +281,7 @@ record_payment(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!OrderLock(order_id, &st))
+	if (!OrderLock(order_id, &st) && !ArchivedOrderLock(order_id, &st))
 		OrderNotFound(order_id);
 
 	/*
@@ -280,26 +293,26 @@ record_payment(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(txn_id);
 	values[2] = Int64GetDatum(amount);
 	values[3] = CStringGetTextDatum(method);
-	if (SPI_execute_plan(OrderPlan(&payment_insert_plan,
-								   "INSERT INTO order_ext.order_payments"
-								   " (order_id, kind, txn_id, method, amount, created_at)"
-								   " VALUES ($1, 'payment', $2, $4, $3, now())"
-								   " ON CONFLICT (order_id, kind, txn_id) DO NOTHING",
-								   4, argtypes),
+	if (SPI_execute_plan(TwinPlan(payment_insert_plans, st.archived,
+								  "INSERT INTO order_ext.order_payments{h}"
+								  " (order_id, kind, txn_id, method, amount, created_at)"
+								  " VALUES ($1, 'payment', $2, $4, $3, now())"
+								  " ON CONFLICT (order_id, kind, txn_id) DO NOTHING",
+								  4, argtypes),
 						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert payment");
 	if (SPI_processed == 0)
 	{
-		if (LedgerRowMatches(&payment_existing_plan,
-							 "SELECT amount = $3 AND method = $4 FROM order_ext.order_payments"
-							 " WHERE order_id = $1 AND kind = 'payment' AND txn_id = $2",
-							 4, argtypes, values) != 1)
+		if (LedgerRowMatches(TwinPlan(payment_existing_plans, st.archived,
+									  "SELECT amount = $3 AND method = $4 FROM order_ext.order_payments{h}"
+									  " WHERE order_id = $1 AND kind = 'payment' AND txn_id = $2",
+									  4, argtypes), values) != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_OE_REQUEST_MISMATCH),
 					 errmsg("payment \"%s\" of order " INT64_FORMAT " was recorded with another amount or method",
 							txn_id, order_id),
 					 errdetail("A txn_id is one gateway payment; a repeated callback must repeat it exactly.")));
-		row = SPI_datumTransfer(OrderRow(order_id), false, -1);
+		row = SPI_datumTransfer(OrderRow(&st), false, -1);
 		SPI_finish();
 		PG_RETURN_DATUM(row);
 	}
@@ -318,7 +331,9 @@ record_payment(PG_FUNCTION_ARGS)
 	payload = JsonbFromString(buf.data);
 
 	m = MachineLookup(st.machine);
-	if (m != NULL && MachineIsTerminal(m, st.status))
+	if (st.archived)
+		why = psprintf("order is %s and archived", st.status);
+	else if (m != NULL && MachineIsTerminal(m, st.status))
 		why = psprintf("order is %s", st.status);
 	else if ((int128) paid_after - st.refunded_total > st.payable_total)
 		ereport(ERROR,
@@ -534,19 +549,20 @@ ReadLines(int64 order_id, int *nlines)
  *		(then nothing is to be done), OE004 when with another.
  */
 static bool
-RefundExisting(int64 order_id, const char *refund_id, Jsonb *request)
+RefundExisting(const OrderState *st, const char *refund_id, Jsonb *request)
 {
 	Oid			argtypes[3] = {INT8OID, TEXTOID, JSONBOID};
 	Datum		values[3];
 	int			match;
+	int64		order_id = st->order_id;
 
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(refund_id);
 	values[2] = JsonbPGetDatum(request);
-	match = LedgerRowMatches(&refund_existing_plan,
-							 "SELECT detail->'request' = $3 FROM order_ext.order_payments"
-							 " WHERE order_id = $1 AND kind = 'refund' AND txn_id = $2",
-							 3, argtypes, values);
+	match = LedgerRowMatches(TwinPlan(refund_existing_plans, st->archived,
+									  "SELECT detail->'request' = $3 FROM order_ext.order_payments{h}"
+									  " WHERE order_id = $1 AND kind = 'refund' AND txn_id = $2",
+									  3, argtypes), values);
 	if (match == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REQUEST_MISMATCH),
@@ -701,9 +717,15 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 		appendStringInfoString(&req, ", \"amount\": null");
 	appendStringInfo(&req, ", \"restock\": %s}", restock ? "true" : "false");
 	request = JsonbFromString(req.data);
-	if (RefundExisting(st->order_id, refund_id, request))
-		return OrderRow(st->order_id);
+	if (RefundExisting(st, refund_id, request))
+		return OrderRow(st);
 
+	if (lines != NULL && st->archived)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("order " INT64_FORMAT " is archived: its lines cannot be refunded", st->order_id),
+				 errdetail("order_ext.archive() moved it to the history tables."),
+				 errhint("Refund what it has left to refund by amount.")));
 	if (lines != NULL)
 	{
 		QuoteUnits(st, lines, nlines, &q);
@@ -744,7 +766,6 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 
 	/* the ledger row */
 	{
-		static SPIPlanPtr refund_insert_plan = NULL;
 		StringInfoData d;
 
 		initStringInfo(&d);
@@ -753,11 +774,11 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 		values[1] = CStringGetTextDatum(refund_id);
 		values[2] = Int64GetDatum(total);
 		values[3] = JsonbPGetDatum(JsonbFromString(d.data));
-		if (SPI_execute_plan(OrderPlan(&refund_insert_plan,
-									   "INSERT INTO order_ext.order_payments"
-									   " (order_id, kind, txn_id, method, amount, detail, created_at)"
-									   " VALUES ($1, 'refund', $2, 'refund', $3, $4, now())",
-									   4, argtypes),
+		if (SPI_execute_plan(TwinPlan(refund_insert_plans, st->archived,
+									  "INSERT INTO order_ext.order_payments{h}"
+									  " (order_id, kind, txn_id, method, amount, detail, created_at)"
+									  " VALUES ($1, 'refund', $2, 'refund', $3, $4, now())",
+									  4, argtypes),
 							 values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert refund");
 	}
@@ -824,7 +845,8 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 	}
 
 	/* fully refunded: close, where the machine closes from this status */
-	if ((q.all_units || (st->paid_total > 0 && st->refunded_total == st->paid_total)) &&
+	if (!st->archived &&
+		(q.all_units || (st->paid_total > 0 && st->refunded_total == st->paid_total)) &&
 		TransitionLookup(st->machine, st->status, OE_EVENT_CLOSE) != NULL)
 	{
 		StringInfoData p;
@@ -869,7 +891,7 @@ refund(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!OrderLock(order_id, &st))
+	if (!OrderLock(order_id, &st) && !ArchivedOrderLock(order_id, &st))
 		OrderNotFound(order_id);
 	row = RefundApply(&st, refund_id, lines, nlines, has_amount, amount, restock,
 					  REFUND_RETURN_UNITS, 0, "system");

@@ -28,7 +28,6 @@ extern Datum RefundApply(OrderState *st, const char *refund_id, const UnitLine *
 						 bool has_amount, int64 amount, bool restock, RefundStock stock,
 						 int64 after_sale_id, const char *actor);
 extern int64 RefundQuoteUnits(OrderState *st, const UnitLine *lines, int nlines);
-extern Datum OrderRow(int64 order_id);
 extern int64 NewOrderId(void);
 extern Datum new_order_id(PG_FUNCTION_ARGS);	/* ids.c */
 extern Jsonb *JsonbFromString(const char *s);

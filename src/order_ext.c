@@ -138,6 +138,44 @@ OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
+ * TwinPlan
+ *		OrderPlan for a statement on a live order (archived false) or on one
+ *		in the history tables (archived true), cached in cache[archived].  In
+ *		sql, {h} stands for the tables' suffix ("" or "_history") and {row}
+ *		for the order row of alias o as an order_ext.orders value (o itself,
+ *		or o converted from order_ext.orders_history's row type).
+ */
+SPIPlanPtr
+TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, int nargs, Oid *argtypes)
+{
+	StringInfoData buf;
+	const char *p;
+
+	if (cache[archived] != NULL)
+		return cache[archived];
+	initStringInfo(&buf);
+	for (p = sql; *p; p++)
+	{
+		if (strncmp(p, "{h}", 3) == 0)
+		{
+			appendStringInfoString(&buf, archived ? "_history" : "");
+			p += 2;
+		}
+		else if (strncmp(p, "{row}", 5) == 0)
+		{
+			appendStringInfoString(&buf, archived ?
+								   "jsonb_populate_record(NULL::order_ext.orders, to_jsonb(o))" : "o");
+			p += 4;
+		}
+		else
+			appendStringInfoChar(&buf, *p);
+	}
+	OrderPlan(&cache[archived], buf.data, nargs, argtypes);
+	pfree(buf.data);
+	return cache[archived];
+}
+
+/*
  * OrderSubxact
  *		Run fn(arg) in a subtransaction.  NULL if it succeeded; otherwise
  *		the subtransaction is rolled back and its error returned (copied

@@ -75,6 +75,8 @@ extern Oid	OrderRelid(Oid *cache, const char *name);
 
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern SPIPlanPtr TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, int nargs,
+						   Oid *argtypes);
 
 /* order_ext.c: run fn(arg) in a subtransaction; NULL or the error it raised */
 typedef void (*OrderSubxactFn) (void *arg);
