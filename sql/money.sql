@@ -238,6 +238,22 @@ SELECT status, paid_total, refunded_total FROM order_ext.refund(pg_temp.id('pend
 SELECT pg_temp.err(format($$SELECT order_ext.record_payment(%s, 'PD-2', 5198)$$, pg_temp.id('pend'))) AS overpay;
 SELECT status, paid_total, refunded_total FROM order_ext.record_payment(pg_temp.id('pend'), 'PD-2', 5197);
 
+-- an order that ends keeping part of a payment (paid in part, then
+-- cancelled or expired): a refund_due event says what is to be refunded;
+-- one with nothing left of its money, or nothing paid, has none
+SELECT pg_temp.mk('part') IS NOT NULL AS created, pg_temp.mk('part_back') IS NOT NULL AS created_2,
+       pg_temp.mk('unpaid') IS NOT NULL AS created_3;
+SELECT status FROM order_ext.record_payment(pg_temp.id('part'), 'PT-1', 2000);
+SELECT status FROM order_ext.record_payment(pg_temp.id('part_back'), 'PB-1', 2000);
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('part_back'), 'PB-R', amount => 2000);
+SELECT status FROM order_ext.fire(pg_temp.id('part'), 'cancel', actor => 'buyer');
+SELECT status FROM order_ext.fire(pg_temp.id('part_back'), 'cancel', actor => 'buyer');
+SELECT status FROM order_ext.fire(pg_temp.id('unpaid'), 'expire');
+SELECT o.tag, x.version, x.payload
+FROM pg_temp.o o JOIN order_ext.outbox x ON x.order_id = o.id AND x.event = 'refund_due'
+WHERE o.tag IN ('part', 'part_back', 'unpaid') ORDER BY o.tag;
+SELECT status, paid_total, refunded_total FROM order_ext.refund(pg_temp.id('part'), 'PT-R', amount => 2000);
+
 --------------------------------------------------------------------------
 -- An application role (grant_app) does all of this through the functions
 --------------------------------------------------------------------------

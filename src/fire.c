@@ -28,6 +28,7 @@
 #include "events.h"
 #include "fire.h"
 #include "machine.h"
+#include "money.h"
 #include "order_ext.h"
 #include "stock.h"
 #include "timers.h"
@@ -343,6 +344,27 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 		StockCommitOrder(st->order_id);
 	if (t->effects & OE_EFFECT_STOCK_RELEASE)
 		StockReleaseOrder(st->order_id);
+
+	/*
+	 * An order that ends (closed_at) keeping money it took, other than by
+	 * 'close' (refunded in full; a shipped order keeps its fee): a partial
+	 * payment, then cancel or expire.  The money is to be refunded: say so,
+	 * as record_payment() does for money that comes after the end.
+	 */
+	if ((t->effects & OE_EFFECT_STAMP_CLOSED) && strcmp(event, OE_EVENT_CLOSE) != 0 &&
+		st->paid_total + st->paid_delta > st->refunded_total)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		JsonAppendKeyString(&buf, "event", event, true);
+		JsonAppendKeyString(&buf, "status", t->to_status, false);
+		JsonAppendKeyString(&buf, "reason", psprintf("order is %s with money paid", t->to_status), false);
+		appendStringInfo(&buf, ", \"refundable\": " INT64_FORMAT "}",
+						 st->paid_total + st->paid_delta - st->refunded_total);
+		OutboxNotice(st->order_id, new_version, "refund_due", JsonbPGetDatum(JsonbFromString(buf.data)));
+	}
 
 	if (moved)
 		TimersSchedule("order", st->order_id, st->order_id, st->machine, t->to_status,
