@@ -222,7 +222,8 @@ FROM o, LATERAL order_ext.record_payment(o.id, 'late-3', 500, 'card') r WHERE o.
 SELECT pg_temp.err(format($$SELECT order_ext.record_payment(%s, 'late-3', 501, 'card')$$, id)) AS other_amount
 FROM o WHERE o.month = 'jan' AND o.n = 3;
 -- refunded by amount, once; not beyond what it took (OE006); not by lines
--- (55000: an archived order's lines stay as they were)
+-- (OE006 too, as for an order never paid: an archived order's lines stay as
+-- they were)
 SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'late-3-back', amount => 501)$$, id)) AS beyond
 FROM o WHERE o.month = 'jan' AND o.n = 3;
 SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'late-3-lines', '[{"line_no":1,"qty":1}]')$$, id)) AS by_lines

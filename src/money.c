@@ -722,8 +722,8 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 
 	if (lines != NULL && st->archived)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("order " INT64_FORMAT " is archived: its lines cannot be refunded", st->order_id),
+				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+				 errmsg("order " INT64_FORMAT " is archived: its units cannot be refunded", st->order_id),
 				 errdetail("order_ext.archive() moved it to the history tables."),
 				 errhint("Refund what it has left to refund by amount.")));
 	if (lines != NULL)
