@@ -45,7 +45,7 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 # Upgrade from 0.1: the changes to 0.1's objects (src/upgrade/0.1--0.2.sql),
 # the parts that are new since 0.1, the role_grants rows of 0.1's objects,
 # then the privileges, dump and partitions parts (idempotent or new).
-UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql src/sql/51_machine_dot.sql src/sql/55_money.sql \
+UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql src/sql/51_machine_tools.sql src/sql/55_money.sql \
                   src/sql/56_after_sales.sql src/sql/57_split.sql src/sql/58_outbox.sql src/sql/60_archive.sql \
                   src/sql/70_worker.sql src/sql/80_requests.sql
 UPGRADE_0_1_OLD = src/sql/02_ids.sql src/sql/10_machines.sql src/sql/20_order_tables.sql \

@@ -58,6 +58,8 @@ INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses) VALU
     ('bad_actor',   'a', '{done}'),
     ('term_out',    'a', '{done,stopped}'),
     ('empty',       'a', '{}'),
+    ('loop',        'a', '{}'),
+    ('trap',        'a', '{done}'),
     ('ok_machine',  'a', '{done}');
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors) VALUES
     -- b is never entered
@@ -79,6 +81,14 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actor
     ('term_out',    'a', 'stop',    'stopped', '{system}'),
     ('term_out',    'stopped', 'restart', 'a', '{system}'),
     ('term_out',    'a', 'finish',  'done', '{system}'),
+    -- no terminal status: a and b go round for ever
+    ('loop',        'a', 'x',       'b',    '{system}'),
+    ('loop',        'b', 'y',       'a',    '{system}'),
+    -- once in b or c, done is out of reach
+    ('trap',        'a', 'finish',  'done', '{system}'),
+    ('trap',        'a', 'x',       'b',    '{system}'),
+    ('trap',        'b', 'y',       'c',    '{system}'),
+    ('trap',        'c', 'z',       'b',    '{system}'),
     -- valid
     ('ok_machine',  'a', 'go',      'done', '{buyer,merchant,system,platform}');
 INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
@@ -86,7 +96,7 @@ INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
     ('bad_timeout', 'a', '2 hours', 'nope');
 
 SELECT m AS machine, p AS problem
-FROM unnest('{unreachable,dead_end,dup,bad_timeout,bad_actor,term_out,empty,ok_machine}'::text[]) WITH ORDINALITY u(m, n)
+FROM unnest('{unreachable,dead_end,dup,bad_timeout,bad_actor,term_out,empty,loop,trap,ok_machine}'::text[]) WITH ORDINALITY u(m, n)
 LEFT JOIN LATERAL order_ext.validate_machine(m) p ON true
 ORDER BY n, p;
 

@@ -46,63 +46,8 @@ END $$;
 COMMENT ON FUNCTION order_ext.status_label(text, text, text) IS
 'What a role (buyer, merchant, system, platform) sees for a status of a machine; the status itself where no label is defined.';
 
-CREATE FUNCTION order_ext.validate_machine(name text) RETURNS SETOF text
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    m order_ext.machines;
-BEGIN
-    SELECT * INTO m FROM order_ext.machines WHERE machine = name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY
-    WITH RECURSIVE t AS (
-        SELECT * FROM order_ext.transitions WHERE machine = name
-    ), reach(status) AS (
-        SELECT m.initial_status
-        UNION
-        SELECT t.to_status FROM t JOIN reach r ON t.from_status = r.status
-    ), statuses AS (
-        SELECT m.initial_status AS status
-        UNION SELECT from_status FROM t
-        UNION SELECT to_status FROM t
-        UNION SELECT unnest(m.terminal_statuses)
-    ), problems(ord, problem) AS (
-        SELECT 1, format('status %s is unreachable from the initial status %s', s.status, m.initial_status)
-          FROM statuses s
-         WHERE s.status NOT IN (SELECT status FROM reach)
-        UNION ALL
-        SELECT 2, format('status %s is not terminal but has no way out', s.status)
-          FROM statuses s
-         WHERE s.status <> ALL (m.terminal_statuses)
-           AND NOT EXISTS (SELECT 1 FROM t WHERE t.from_status = s.status AND t.to_status <> s.status)
-        UNION ALL
-        SELECT 3, format('terminal status %s has transitions out (%s)', s.status,
-                         string_agg(t.event, ', ' ORDER BY t.event))
-          FROM statuses s JOIN t ON t.from_status = s.status
-         WHERE s.status = ANY (m.terminal_statuses)
-         GROUP BY s.status
-        UNION ALL
-        SELECT 4, format('transition (%s, %s) is defined %s times', from_status, event, count(*))
-          FROM t GROUP BY from_status, event HAVING count(*) > 1
-        UNION ALL
-        SELECT 5, format('timeout on status %s fires %s, which no transition from %s allows for actor system',
-                         o.status, o.event, o.status)
-          FROM order_ext.timeouts o
-         WHERE o.machine = name
-           AND NOT EXISTS (SELECT 1 FROM t WHERE t.from_status = o.status AND t.event = o.event
-                                              AND 'system' = ANY (t.actors))
-        UNION ALL
-        SELECT 6, format('transition (%s, %s) names an unknown actor (%s)', from_status, event,
-                         array_to_string(actors, ', '))
-          FROM t WHERE NOT actors <@ ARRAY['buyer', 'merchant', 'system', 'platform', 'internal']
-    )
-    SELECT p.problem FROM problems p ORDER BY p.ord, p.problem;
-END $$;
-COMMENT ON FUNCTION order_ext.validate_machine(text) IS
-'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors.';
 
--- order_ext.machine_dot(): 51_machine_dot.sql
+-- order_ext.validate_machine() and order_ext.machine_dot(): 51_machine_tools.sql
 
 INSERT INTO order_ext.role_grants VALUES
     ('app', 'function', 'fire', 'EXECUTE'),

@@ -1,0 +1,120 @@
+--------------------------------------------------------------------------
+-- order_ext.validate_machine(name) and order_ext.machine_dot(name): a
+-- machine's problems, and the machine as Graphviz text.  CREATE OR REPLACE,
+-- so that the upgrade from 0.1 (which had older bodies) runs this same file.
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION order_ext.validate_machine(name text) RETURNS SETOF text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    m order_ext.machines;
+BEGIN
+    SELECT * INTO m FROM order_ext.machines WHERE machine = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE t AS (
+        SELECT * FROM order_ext.transitions WHERE machine = name
+    ), reach(status) AS (
+        SELECT m.initial_status
+        UNION
+        SELECT t.to_status FROM t JOIN reach r ON t.from_status = r.status
+    ), ends(status) AS (
+        -- the statuses from which a terminal status can be reached
+        SELECT unnest(m.terminal_statuses)
+        UNION
+        SELECT t.from_status FROM t JOIN ends e ON t.to_status = e.status
+    ), statuses AS (
+        SELECT m.initial_status AS status
+        UNION SELECT from_status FROM t
+        UNION SELECT to_status FROM t
+        UNION SELECT unnest(m.terminal_statuses)
+    ), problems(ord, problem) AS (
+        SELECT 1, format('status %s is unreachable from the initial status %s', s.status, m.initial_status)
+          FROM statuses s
+         WHERE s.status NOT IN (SELECT status FROM reach)
+        UNION ALL
+        SELECT 2, format('status %s is not terminal but has no way out', s.status)
+          FROM statuses s
+         WHERE s.status <> ALL (m.terminal_statuses)
+           AND NOT EXISTS (SELECT 1 FROM t WHERE t.from_status = s.status AND t.to_status <> s.status)
+        UNION ALL
+        SELECT 2, format('status %s has a way out but no way to a terminal status', s.status)
+          FROM statuses s
+         WHERE s.status NOT IN (SELECT status FROM ends)
+           AND EXISTS (SELECT 1 FROM t WHERE t.from_status = s.status AND t.to_status <> s.status)
+        UNION ALL
+        SELECT 3, format('terminal status %s has transitions out (%s)', s.status,
+                         string_agg(t.event, ', ' ORDER BY t.event))
+          FROM statuses s JOIN t ON t.from_status = s.status
+         WHERE s.status = ANY (m.terminal_statuses)
+         GROUP BY s.status
+        UNION ALL
+        SELECT 4, format('transition (%s, %s) is defined %s times', from_status, event, count(*))
+          FROM t GROUP BY from_status, event HAVING count(*) > 1
+        UNION ALL
+        SELECT 5, format('timeout on status %s fires %s, which no transition from %s allows for actor system',
+                         o.status, o.event, o.status)
+          FROM order_ext.timeouts o
+         WHERE o.machine = name
+           AND NOT EXISTS (SELECT 1 FROM t WHERE t.from_status = o.status AND t.event = o.event
+                                              AND 'system' = ANY (t.actors))
+        UNION ALL
+        SELECT 6, format('transition (%s, %s) names an unknown actor (%s)', from_status, event,
+                         array_to_string(actors, ', '))
+          FROM t WHERE NOT actors <@ ARRAY['buyer', 'merchant', 'system', 'platform', 'internal']
+    )
+    SELECT p.problem FROM problems p ORDER BY p.ord, p.problem;
+END $$;
+COMMENT ON FUNCTION order_ext.validate_machine(text) IS
+'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out or no way to a terminal status, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors.';
+
+-- Every node id and label is a DOT quoted string ("…", with " and \
+-- escaped): statuses may be DOT's keywords (graph, node, edge, strict, …),
+-- and terminal statuses and actors have no CHECK on their characters.
+CREATE OR REPLACE FUNCTION order_ext.machine_dot(name text) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    SET intervalstyle = 'postgres_verbose' AS $$
+DECLARE
+    m order_ext.machines;
+    dot text;
+BEGIN
+    SELECT * INTO m FROM order_ext.machines WHERE machine = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
+    END IF;
+    WITH e(raw, esc) AS (
+        -- every name the drawing uses, escaped for a DOT quoted string
+        SELECT DISTINCT x, replace(replace(x, '\', '\\'), '"', '\"')
+        FROM (SELECT name UNION ALL SELECT m.initial_status
+              UNION ALL SELECT unnest(m.terminal_statuses)
+              UNION ALL SELECT unnest(ARRAY[t.from_status, t.to_status, t.event]) FROM order_ext.transitions t WHERE t.machine = name
+              UNION ALL SELECT unnest(t.actors) FROM order_ext.transitions t WHERE t.machine = name) n(x)
+        WHERE x IS NOT NULL),
+    q(raw, esc, quoted) AS (SELECT raw, esc, '"' || esc || '"' FROM e)
+    SELECT format(E'digraph %s {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname="Helvetica"];\n  edge [fontname="Helvetica", fontsize=10];\n  __start [shape=point];\n  __start -> %s;\n',
+                  (SELECT quoted FROM q WHERE raw = name), (SELECT quoted FROM q WHERE raw = m.initial_status))
+        || coalesce((SELECT string_agg(format(E'  %s [shape=box, style="rounded,bold,filled", fillcolor="#eeeeee"];\n', q.quoted), '' ORDER BY s)
+                       FROM unnest(m.terminal_statuses) s JOIN q ON q.raw = s), '')
+        || coalesce((SELECT string_agg(
+                       -- the label: event, (actors), timeouts, one a line (\n inside the quotes)
+                       format(E'  %s -> %s [label=%s];\n', qf.quoted, qt.quoted,
+                              '"' || qe.esc || '\n(' ||
+                              coalesce((SELECT string_agg(qa.esc, ', ' ORDER BY a.n)
+                                          FROM unnest(t.actors) WITH ORDINALITY a(actor, n) JOIN q qa ON qa.raw = a.actor), '')
+                              || ')' ||
+                              coalesce((SELECT E'\\n' || string_agg(ltrim(o.after::text, '@ '), ', ')
+                                          FROM order_ext.timeouts o
+                                         WHERE o.machine = name AND o.status = t.from_status AND o.event = t.event), '')
+                              || '"'),
+                       '' ORDER BY t.id)
+                       FROM order_ext.transitions t
+                       JOIN q qf ON qf.raw = t.from_status JOIN q qt ON qt.raw = t.to_status JOIN q qe ON qe.raw = t.event
+                      WHERE t.machine = name), '')
+        || E'}\n'
+      INTO dot;
+    RETURN dot;
+END $$;
+COMMENT ON FUNCTION order_ext.machine_dot(text) IS
+'The machine as Graphviz text (terminal statuses shaded; edges labelled with event, actors and timeout): psql -Atc "SELECT order_ext.machine_dot(''physical'')" | dot -Tsvg > physical.svg';
