@@ -260,17 +260,21 @@ SELECT status FROM order_ext.refund(pg_temp.id('o11'), 'gift11', '[{"line_no":2,
 SELECT qty AS holds FROM order_ext.buyer_holdings WHERE buyer_id = 47 AND sku = 'AS-G';
 -- so the limit still holds: 1 held, 2 more would be 3
 SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 47, '[{"sku":"AS-G","qty":2,"unit_price":0}]')$$, order_ext.new_order_id())) AS over_limit;
--- a return received for an order that never shipped and has closed since
--- (its stock released) restocks nothing either
+-- a return received for an order that never shipped restocks nothing
+-- either (its units are still reserved; the refund releases them).  The
+-- order cannot close before by a refund by amount: the money is the
+-- request's (OE006, below)
 INSERT INTO pg_temp.o SELECT 'o12', order_ext.new_order_id();
 SELECT status FROM order_ext.create_order(pg_temp.id('o12'), 48, '[{"sku":"AS-S","qty":1,"unit_price":1000}]');
 SELECT status FROM order_ext.record_payment(pg_temp.id('o12'), 'PAY-o12', 1000);
 SELECT pg_temp.open('ret12', 'o12', 'return_refund', '[{"line_no":1,"qty":1}]');
 SELECT pg_temp.fire('ret12', 'approve');
-SELECT status FROM order_ext.refund(pg_temp.id('o12'), 'all12', amount => 1000);
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'all12', amount => 1000)$$, pg_temp.id('o12'))) AS all_by_amount;
 SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
 SELECT pg_temp.fire('ret12', 'receive_return');
 SELECT on_hand, reserved FROM order_ext.stock WHERE sku = 'AS-S';
+SELECT pg_temp.fire('ret12', 'refund');
+SELECT pg_temp.money('o12'), (SELECT on_hand || '/' || reserved FROM order_ext.stock WHERE sku = 'AS-S') AS stock;
 -- a split parent's units are its children's: no refund by lines, not even
 -- of a free unit (its child holds that unit's reservation)
 INSERT INTO pg_temp.o SELECT 'o9', order_ext.new_order_id();
@@ -291,5 +295,25 @@ SELECT pg_temp.fire('first', 'close', actor => 'system') AS close_rejected;
 -- units are free for a new request
 SELECT pg_temp.fire('second', 'reject');
 SELECT pg_temp.open('third', 'o5', 'refund_only', '[{"line_no":1,"qty":2}]');
+
+-- the money a request under way will refund is held for it: a refund by
+-- amount (or of other units) that would leave it too little is OE006, or
+-- the approved request could neither refund nor end, and its order never
+-- archive; and a request is not opened, nor appealed, for more than is left
+SELECT pg_temp.mk('o21') IS NOT NULL AS created;
+SELECT pg_temp.open('claim21', 'o21', 'refund_only', '[{"line_no":1,"qty":2}]');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'all-back', amount => 4382)$$, pg_temp.id('o21'))) AS refund_all_by_amount;
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o21'), 'goodwill', amount => 1198);
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'one-more', amount => 1)$$, pg_temp.id('o21'))) AS one_more;
+SELECT pg_temp.fire('claim21', 'approve');
+SELECT pg_temp.fire('claim21', 'refund');
+SELECT pg_temp.money('o21');
+SELECT pg_temp.mk('o22') IS NOT NULL AS created;
+SELECT pg_temp.open('rej22', 'o22', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.fire('rej22', 'reject');
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o22'), 'most', amount => 3900);
+SELECT pg_temp.fire('rej22', 'appeal', actor => 'buyer') AS appeal_without_money;
+SELECT pg_temp.open('small22', 'o22', 'refund_only', '[{"line_no":2,"qty":1}]');
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('o22'))) AS open_without_money;
 
 DROP EXTENSION order_ext CASCADE;

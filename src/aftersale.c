@@ -220,6 +220,8 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 			OrderNotFound(as->order_id);
 		AfterSaleUnitsFree(as->order_id, lines, nlines, as->id,
 						   psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
+		AfterSaleMoneyFree(&st, RefundQuoteUnits(&st, lines, nlines), as->id,
+						   psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
 	}
 
 	if (strcmp(event, "receive_return") == 0 || strcmp(event, "refund") == 0)
@@ -395,6 +397,45 @@ AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 exce
 }
 
 /*
+ * AfterSaleMoneyFree
+ *		OE006 if amount, together with what the order's requests that claim
+ *		units (RequestClaims; other than except_id) would refund (their
+ *		amount), is more than the order has left to refund: money given back
+ *		some other way (a refund by amount, or of other lines) must not leave
+ *		an approved request with nothing to refund, stuck for good (it could
+ *		neither refund nor end, and its order never archive).  'what' names
+ *		the claim.  The caller holds the order's lock (OrderLock).
+ */
+void
+AfterSaleMoneyFree(const OrderState *st, int64 amount, int64 except_id, const char *what)
+{
+	static SPIPlanPtr claimed_money_plan = NULL;
+	Oid			argtypes[3] = {INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		claimed;
+	int64		left = st->paid_total - st->refunded_total;
+
+	values[0] = Int64GetDatum(st->order_id);
+	values[1] = Int64GetDatum(except_id);
+	values[2] = NotClaiming();
+	if (SPI_execute_plan(OrderPlan(&claimed_money_plan,
+								   "SELECT coalesce(sum(a.amount), 0)::bigint FROM order_ext.after_sales a"
+								   " WHERE a.order_id = $1 AND a.status <> ALL ($3) AND a.id <> $2",
+								   3, argtypes),
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the after-sales of order " INT64_FORMAT, st->order_id);
+	claimed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if ((int128) amount + claimed > left)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+				 errmsg("order " INT64_FORMAT " has not enough left to refund for %s", st->order_id, what),
+				 errdetail("It has " INT64_FORMAT " left to refund; after-sales requests under way claim " INT64_FORMAT " of it, and this needs " INT64_FORMAT ".",
+						   left, claimed, amount),
+				 errhint("Refund, reject or close those requests first.")));
+}
+
+/*
  * AfterSaleUnderWay
  *		Whether an order has a request not in a terminal status of the
  *		after_sale machine (a rejected one can still be appealed).
@@ -478,6 +519,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 	/* the units must be there to refund: the same checks as refund() */
 	amount = RefundQuoteUnits(&st, lines, nlines);
 	AfterSaleUnitsFree(order_id, lines, nlines, 0, "another after-sale");
+	AfterSaleMoneyFree(&st, amount, 0, "another after-sale");
 	id = NewOrderId();
 
 	values[0] = Int64GetDatum(id);

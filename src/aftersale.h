@@ -7,11 +7,14 @@
 
 #include "utils/jsonb.h"
 
+#include "fire.h"
 #include "money.h"
 
 extern bool AfterSaleTimerFire(int64 order_id, int64 id, const char *status, int32 version,
 							   const char *event, Jsonb *payload);
 extern void AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 except_id,
+							   const char *what);
+extern void AfterSaleMoneyFree(const OrderState *st, int64 amount, int64 except_id,
 							   const char *what);
 extern bool AfterSaleUnderWay(int64 order_id);
 

@@ -754,6 +754,9 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 						total, st->order_id),
 				 errdetail("Paid " INT64_FORMAT ", refunded " INT64_FORMAT " before: at most " INT64_FORMAT " more.",
 						   st->paid_total, st->refunded_total, refundable)));
+	if (!st->archived)
+		AfterSaleMoneyFree(st, total, after_sale_id,
+						   after_sale_id ? "this after-sale's refund" : "this refund");
 
 	/* what this refund did, line by line: for the ledger and the event */
 	initStringInfo(&detail);
