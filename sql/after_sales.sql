@@ -315,5 +315,29 @@ SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o22'), 'most', a
 SELECT pg_temp.fire('rej22', 'appeal', actor => 'buyer') AS appeal_without_money;
 SELECT pg_temp.open('small22', 'o22', 'refund_only', '[{"line_no":2,"qty":1}]');
 SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('o22'))) AS open_without_money;
+-- what is held is the most a request's refund can cost when it happens:
+-- its units as the last ones of their line (units are priced in the order
+-- they are refunded: 33, 33, 34 here), and the shipping fee once the
+-- requests hold every unit an unshipped order has left
+INSERT INTO pg_temp.o SELECT 'o31', order_ext.new_order_id();
+SELECT status, payable_total FROM order_ext.create_order(pg_temp.id('o31'), 49,
+    '[{"sku":"AS-T","qty":3,"unit_price":100}]', discounts => '[{"kind":"coupon","amount":200}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o31'), 'PAY-o31', 100);
+SELECT pg_temp.open('a31', 'o31', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o31'), 'two31', '[{"line_no":1,"qty":2}]');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'one31', amount => 1)$$, pg_temp.id('o31'))) AS one_more;
+SELECT pg_temp.fire('a31', 'approve');
+SELECT pg_temp.fire('a31', 'refund');
+SELECT pg_temp.money('o31');
+INSERT INTO pg_temp.o SELECT 'o32', order_ext.new_order_id();
+SELECT status, payable_total FROM order_ext.create_order(pg_temp.id('o32'), 49,
+    '[{"sku":"AS-T","qty":1,"unit_price":1000},{"sku":"AS-U","qty":1,"unit_price":1000}]', shipping_fee => 500);
+SELECT status FROM order_ext.record_payment(pg_temp.id('o32'), 'PAY-o32', 2500);
+SELECT pg_temp.open('a32', 'o32', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o32'), 'line32', '[{"line_no":2,"qty":1}]');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'fee32', amount => 500)$$, pg_temp.id('o32'))) AS the_fee;
+SELECT pg_temp.fire('a32', 'approve');
+SELECT pg_temp.fire('a32', 'refund');
+SELECT pg_temp.money('o32');
 
 DROP EXTENSION order_ext CASCADE;

@@ -26,6 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 
 #include "aftersale.h"
 #include "events.h"
@@ -56,6 +57,7 @@ static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr skus_plan = NULL;
 
 static bool RequestClaims(const char *status);
+static void ClaimsSnapshotQuery(SPIPlanPtr plan, Datum *values, long tcount);
 
 PG_FUNCTION_INFO_V1(open_after_sale);
 PG_FUNCTION_INFO_V1(fire_after_sale);
@@ -220,8 +222,8 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 			OrderNotFound(as->order_id);
 		AfterSaleUnitsFree(as->order_id, lines, nlines, as->id,
 						   psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
-		AfterSaleMoneyFree(&st, RefundQuoteUnits(&st, lines, nlines), as->id,
-						   psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
+		ClaimsCovered(&st, NULL, 0, lines, nlines, 0, as->id,
+					  psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
 	}
 
 	if (strcmp(event, "receive_return") == 0 || strcmp(event, "refund") == 0)
@@ -337,6 +339,24 @@ NotClaiming(void)
 }
 
 /*
+ * ClaimsSnapshotQuery
+ *		Run a query of the order's requests with the latest snapshot, not
+ *		the transaction's: opening or appealing a request inserts or updates
+ *		an after_sales row under the order's lock without changing the order
+ *		row, so a REPEATABLE READ refund that waited for that lock would
+ *		otherwise not see the claim it must respect (and no serialization
+ *		error would tell it).  Every claim committed before the caller took
+ *		the order's lock is seen; later ones wait for that lock.
+ */
+static void
+ClaimsSnapshotQuery(SPIPlanPtr plan, Datum *values, long tcount)
+{
+	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 false, false, tcount) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the order's after-sales");
+}
+
+/*
  * AfterSaleUnitsFree
  *		OE006 if a line's units asked for, together with those of the
  *		order's requests that claim units (RequestClaims; other than
@@ -368,19 +388,18 @@ AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 exce
 	values[2] = PointerGetDatum(construct_array(qt, nlines, INT4OID, 4, true, TYPALIGN_INT));
 	values[3] = Int64GetDatum(except_id);
 	values[4] = NotClaiming();
-	if (SPI_execute_plan(OrderPlan(&claimed_plan,
-								   "SELECT u.l, i.qty - i.refunded_qty, c.held"
-								   " FROM unnest($2, $3) AS u(l, q)"
-								   " JOIN order_ext.order_items i ON i.order_id = $1 AND i.line_no = u.l"
-								   " CROSS JOIN LATERAL (SELECT coalesce(sum((e->>'qty')::int), 0)::int AS held"
-								   "   FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
-								   "   WHERE a.order_id = $1 AND a.status <> ALL ($5)"
-								   "   AND a.id <> $4 AND (e->>'line_no')::int = u.l) c"
-								   " WHERE u.q + c.held > i.qty - i.refunded_qty"
-								   " ORDER BY u.l LIMIT 1",
-								   5, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the order's after-sales");
+	ClaimsSnapshotQuery(OrderPlan(&claimed_plan,
+								  "SELECT u.l, i.qty - i.refunded_qty, c.held"
+								  " FROM unnest($2, $3) AS u(l, q)"
+								  " JOIN order_ext.order_items i ON i.order_id = $1 AND i.line_no = u.l"
+								  " CROSS JOIN LATERAL (SELECT coalesce(sum((e->>'qty')::int), 0)::int AS held"
+								  "   FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
+								  "   WHERE a.order_id = $1 AND a.status <> ALL ($5)"
+								  "   AND a.id <> $4 AND (e->>'line_no')::int = u.l) c"
+								  " WHERE u.q + c.held > i.qty - i.refunded_qty"
+								  " ORDER BY u.l LIMIT 1",
+								  5, argtypes),
+						values, 1);
 	if (SPI_processed > 0)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -397,42 +416,42 @@ AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 exce
 }
 
 /*
- * AfterSaleMoneyFree
- *		OE006 if amount, together with what the order's requests that claim
- *		units (RequestClaims; other than except_id) would refund (their
- *		amount), is more than the order has left to refund: money given back
- *		some other way (a refund by amount, or of other lines) must not leave
- *		an approved request with nothing to refund, stuck for good (it could
- *		neither refund nor end, and its order never archive).  'what' names
- *		the claim.  The caller holds the order's lock (OrderLock).
+ * AfterSaleClaimedUnits
+ *		The units of each line that the order's requests claiming units
+ *		(RequestClaims; other than except_id) hold, one UnitLine a line that
+ *		has any, ordered by line_no; returns the count.  Read, like
+ *		AfterSaleUnitsFree, with the latest snapshot (ClaimsSnapshotQuery).
+ *		The caller holds the order's lock (OrderLock).
  */
-void
-AfterSaleMoneyFree(const OrderState *st, int64 amount, int64 except_id, const char *what)
+int
+AfterSaleClaimedUnits(int64 order_id, int64 except_id, UnitLine **out)
 {
-	static SPIPlanPtr claimed_money_plan = NULL;
+	static SPIPlanPtr claimed_units_plan = NULL;
 	Oid			argtypes[3] = {INT8OID, INT8OID, TEXTARRAYOID};
 	Datum		values[3];
-	bool		isnull;
-	int64		claimed;
-	int64		left = st->paid_total - st->refunded_total;
+	UnitLine   *u;
+	uint64		r;
 
-	values[0] = Int64GetDatum(st->order_id);
+	values[0] = Int64GetDatum(order_id);
 	values[1] = Int64GetDatum(except_id);
 	values[2] = NotClaiming();
-	if (SPI_execute_plan(OrderPlan(&claimed_money_plan,
-								   "SELECT coalesce(sum(a.amount), 0)::bigint FROM order_ext.after_sales a"
-								   " WHERE a.order_id = $1 AND a.status <> ALL ($3) AND a.id <> $2",
-								   3, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the after-sales of order " INT64_FORMAT, st->order_id);
-	claimed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if ((int128) amount + claimed > left)
-		ereport(ERROR,
-				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
-				 errmsg("order " INT64_FORMAT " has not enough left to refund for %s", st->order_id, what),
-				 errdetail("It has " INT64_FORMAT " left to refund; after-sales requests under way claim " INT64_FORMAT " of it, and this needs " INT64_FORMAT ".",
-						   left, claimed, amount),
-				 errhint("Refund, reject or close those requests first.")));
+	ClaimsSnapshotQuery(OrderPlan(&claimed_units_plan,
+								  "SELECT (e->>'line_no')::int, sum((e->>'qty')::int)::int"
+								  " FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
+								  " WHERE a.order_id = $1 AND a.status <> ALL ($3) AND a.id <> $2"
+								  " GROUP BY 1 ORDER BY 1",
+								  3, argtypes),
+						values, 0);
+	u = palloc(sizeof(UnitLine) * Max(SPI_processed, 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+
+		u[r].line_no = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		u[r].qty = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	*out = u;
+	return (int) SPI_processed;
 }
 
 /*
@@ -519,7 +538,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 	/* the units must be there to refund: the same checks as refund() */
 	amount = RefundQuoteUnits(&st, lines, nlines);
 	AfterSaleUnitsFree(order_id, lines, nlines, 0, "another after-sale");
-	AfterSaleMoneyFree(&st, amount, 0, "another after-sale");
+	ClaimsCovered(&st, NULL, 0, lines, nlines, 0, 0, "another after-sale");
 	id = NewOrderId();
 
 	values[0] = Int64GetDatum(id);

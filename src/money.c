@@ -574,6 +574,91 @@ RefundExisting(const OrderState *st, const char *refund_id, Jsonb *request)
 }
 
 /*
+ * ClaimsCovered
+ *		OE006 unless, after this operation, the order keeps enough money for
+ *		what the after-sales requests under way (other than except_id) will
+ *		refund.  The operation refunds this_total now, with the units of now
+ *		(a refund by lines; none: nnow 0), and claims the units of claim (a
+ *		request opened or appealed; none: nclaim 0).  A request's refund is
+ *		priced when it happens, so each line's claimed units count at the
+ *		most they can cost: as the line's last units (units are priced in
+ *		the order they are refunded, and the last c of a line's units cost
+ *		ceil(c * net / qty), as much as any c of them), with the shipping fee
+ *		when the order has not shipped and they are all the units it has
+ *		left (the fee goes with the last unit).  Without this, money given
+ *		back some other way could leave an approved request nothing to
+ *		refund: it could neither refund nor end, and its order would never
+ *		be archived.  The caller holds the order's lock (OrderLock).
+ */
+void
+ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *claim, int nclaim,
+			  int64 this_total, int64 except_id, const char *what)
+{
+	UnitLine   *held;
+	int			nheld = AfterSaleClaimedUnits(st->order_id, except_id, &held);
+	RefundLineState *ls;
+	int			nls;
+	int64		worst = 0;
+	int64		units_left = 0;
+	int64		units_claimed = 0;
+	int64		left_money = st->paid_total - st->refunded_total;
+	int			i;
+	int			h = 0;
+	int			n = 0;
+	int			c = 0;
+
+	if (nheld == 0 && nclaim == 0)
+		return;					/* nothing claimed */
+	ls = ReadLines(st->order_id, &nls);
+	for (i = 0; i < nls; i++)
+	{
+		int32		left = ls[i].qty - ls[i].refunded_qty;
+		int32		claimed = 0;
+
+		while (h < nheld && held[h].line_no < ls[i].line_no)
+			h++;
+		if (h < nheld && held[h].line_no == ls[i].line_no)
+			claimed += held[h].qty;
+		while (n < nnow && now[n].line_no < ls[i].line_no)
+			n++;
+		if (n < nnow && now[n].line_no == ls[i].line_no)
+			left -= now[n].qty;
+		while (c < nclaim && claim[c].line_no < ls[i].line_no)
+			c++;
+		if (c < nclaim && claim[c].line_no == ls[i].line_no)
+			claimed += claim[c].qty;
+		left = Max(left, 0);
+		claimed = Min(claimed, left);	/* AfterSaleUnitsFree checked the units */
+		worst += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - claimed, ls[i].qty);
+		units_left += left;
+		units_claimed += claimed;
+	}
+	if (units_claimed > 0 && units_claimed == units_left)
+	{
+		static SPIPlanPtr fee_plan = NULL;
+		Oid			argtypes[1] = {INT8OID};
+		Datum		values[1];
+		bool		isnull;
+
+		values[0] = Int64GetDatum(st->order_id);
+		if (SPI_execute_plan(OrderPlan(&fee_plan,
+									   "SELECT CASE WHEN shipped_at IS NULL THEN shipping_fee ELSE 0 END"
+									   " FROM order_ext.orders WHERE order_id = $1",
+									   1, argtypes),
+							 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
+		worst += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if ((int128) this_total + worst > left_money)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+				 errmsg("order " INT64_FORMAT " has not enough left to refund for %s", st->order_id, what),
+				 errdetail("It has " INT64_FORMAT " left to refund; after-sales requests under way may refund up to " INT64_FORMAT " of it, and this needs " INT64_FORMAT ".",
+						   left_money, worst, this_total),
+				 errhint("Refund, reject or close those requests first.")));
+}
+
+/*
  * QuoteUnits
  *		Check units of a paid order's lines and price them: each unit at its
  *		net price (see the file header), the shipping fee with the last unit
@@ -755,8 +840,8 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 				 errdetail("Paid " INT64_FORMAT ", refunded " INT64_FORMAT " before: at most " INT64_FORMAT " more.",
 						   st->paid_total, st->refunded_total, refundable)));
 	if (!st->archived)
-		AfterSaleMoneyFree(st, total, after_sale_id,
-						   after_sale_id ? "this after-sale's refund" : "this refund");
+		ClaimsCovered(st, lines, nlines, NULL, 0, total, after_sale_id,
+					  after_sale_id ? "this after-sale's refund" : "this refund");
 
 	/* what this refund did, line by line: for the ledger and the event */
 	initStringInfo(&detail);

@@ -28,6 +28,8 @@ extern Datum RefundApply(OrderState *st, const char *refund_id, const UnitLine *
 						 bool has_amount, int64 amount, bool restock, RefundStock stock,
 						 int64 after_sale_id, const char *actor);
 extern int64 RefundQuoteUnits(OrderState *st, const UnitLine *lines, int nlines);
+extern void ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *claim,
+						  int nclaim, int64 this_total, int64 except_id, const char *what);
 extern int64 NewOrderId(void);
 extern Datum new_order_id(PG_FUNCTION_ARGS);	/* ids.c */
 extern Jsonb *JsonbFromString(const char *s);
