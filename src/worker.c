@@ -81,6 +81,7 @@
 #define RESTART_DELAY_MS	5000	/* after a worker stopped */
 #define MAX_BACKOFF_MS		300000	/* after repeated fast failures */
 #define RUNS_KEPT			1000
+#define RUNS_KEPT_BEFORE	999		/* RUNS_KEPT - 1: CppAsString2 needs a literal */
 #define JOB_REPEATS			100		/* a repeating job runs at most this often per run */
 
 /* GUCs */
@@ -259,10 +260,13 @@ RunsBegin(const char *source)
 							  2, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not record the run");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	/* a run still running keeps its row, however many have finished since */
+	/*
+	 * A run still running keeps its row, however many have finished since;
+	 * of the finished ones, room is left for this one's (RUNS_KEPT - 1).
+	 */
 	if (SPI_execute("DELETE FROM order_ext.worker_runs WHERE status <> 'running'"
 					" AND id <= (SELECT r.id FROM order_ext.worker_runs r WHERE r.status <> 'running'"
-					" ORDER BY r.id DESC OFFSET " CppAsString2(RUNS_KEPT) " LIMIT 1)",
+					" ORDER BY r.id DESC OFFSET " CppAsString2(RUNS_KEPT_BEFORE) " LIMIT 1)",
 					false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not cap the run log");
 	BgXactCommit();
