@@ -524,4 +524,18 @@ SELECT context FROM pg_settings WHERE name = 'order_ext.archive_statements';
 DROP TABLE public.deleted_items;
 DROP FUNCTION public.note_deleted_item();
 
+-- An empty past month (create_partitions made it for an import whose
+-- orders are still to come) stays live: moved whole, it would leave the
+-- import nowhere to write
+SELECT order_ext.create_partitions('2023-05-01', '2023-05-31') AS may_2023;
+SELECT order_ext.archive('30 days') AS moved_with_empty_month;
+SELECT p.relname AS parent, c.relname AS partition
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relnamespace = 'order_ext'::regnamespace AND c.relname ~ '_p2023_05$' AND p.relname = 'orders';
+SELECT status FROM order_ext.create_order(order_ext.min_order_id('2023-05-10'), 1,
+        '[{"sku":"AR-9","qty":1,"unit_price":1}]') AS imported;
+-- a cutoff before any order id time: nothing is that old, also when
+-- now() - older_than is no timestamp at all
+SELECT order_ext.archive('100 years') AS century, order_ext.archive('10000 years') AS ten_millennia;
+
 DROP EXTENSION order_ext CASCADE;

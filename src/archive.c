@@ -675,7 +675,9 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m)
  *		archivable or its partitions do not fit history's (the month then
  *		goes by batches: the statements can fill in a column, and a
  *		constraint history has is checked row by row), -2 if the locks were
- *		not to be had (try next run).
+ *		not to be had (try next run), -3 if the month has no orders (it stays
+ *		live: an empty past month is most likely one create_partitions()
+ *		made for an import, whose orders are still to come).
  */
 static int64
 MonthWhole(ArchiveState *st, ArchiveMonth *m)
@@ -725,13 +727,14 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 
 			blocked = !MonthFinished(st, m, &total);
 			checked_at = GetCurrentTimestamp();
-			if (blocked)
+			if (blocked || total == 0)
 			{
+				/* an empty month stays live: create_partitions made it for an import, say */
 				SPI_finish();
 				PopActiveSnapshot();
 				AbortCurrentTransaction();
 				MemoryContextSwitchTo(old);
-				result = -1;
+				result = blocked ? -1 : -3;
 			}
 			else
 			{
@@ -1290,6 +1293,22 @@ ArchiveDoneLine(const ArchivePace *pace)
 }
 
 /*
+ * OlderThanEveryId
+ *		Whether older_than reaches back past the first order id time from
+ *		any time ids are issued (2020 to 2089): at least 100 years (as
+ *		interval_cmp counts, a month as 30 days).  Then no order is that
+ *		old, and now() - older_than might not even be a timestamp.
+ */
+static bool
+OlderThanEveryId(const Interval *older_than)
+{
+	Interval	century = {0, 0, 1200};	/* time, day, month */
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(older_than),
+											 IntervalPGetDatum(&century))) >= 0;
+}
+
+/*
  * ArchiveRun
  *		One archive run, in transactions of its own (the caller is a
  *		background process outside any transaction).  With wait_for_lock
@@ -1322,6 +1341,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	st.budget_ms = budget_ms;
 	if (budget_ms > 0)
 		st.stop_at = TimestampTzPlusMilliseconds(st.last_log, budget_ms);
+	if (OlderThanEveryId(older_than))
+		return 0;				/* no order id is that old */
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));
@@ -1377,6 +1398,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 									m->live[0])));
 					continue;
 				}
+				if (r == -3)
+					continue;	/* empty: nothing to move, and it stays live */
 			}
 			MonthBatches(&st, m, Min(m->hi, st.cutoff_id));
 		}
