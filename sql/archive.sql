@@ -89,6 +89,16 @@ SELECT count(*) >= 0 AS read_orders FROM order_ext.orders;
 SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')')
        LIKE '25001: archive() cannot run in a transaction that holds a lock on order_ext.order%' AS having_read_orders;
 ROLLBACK;
+-- a read through indexes locks them too: the message names a table, not
+-- one of its indexes
+BEGIN;
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+SELECT count(*) >= 0 AS read_by_index FROM order_ext.orders WHERE buyer_id = 101;
+SELECT (SELECT c.relkind FROM pg_class c WHERE c.relnamespace = 'order_ext'::regnamespace
+         AND c.relname = substring(pg_temp.err('SELECT order_ext.archive(''30 days'')') FROM 'order_ext\.(\S+)$'))
+       IN ('r', 'p') AS names_a_table;
+ROLLBACK;
 -- nothing older than the ids: nothing moves
 SELECT order_ext.archive('100 years') AS moved_100_years;
 -- a history twin gone missing: the run stops before it moves anything

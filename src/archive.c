@@ -1693,11 +1693,18 @@ CallerLockedOrderTable(void)
 	{
 		LockInstanceData *l = &locks->locks[i];
 		Oid			relid = l->locktag.locktag_field2;
+		char		relkind;
 
 		if (l->pid != MyProcPid || l->holdMask == 0 ||
 			l->locktag.locktag_type != LOCKTAG_RELATION ||
 			l->locktag.locktag_field1 != MyDatabaseId ||
 			get_rel_namespace(relid) != nsp)
+			continue;
+		/* a lock on an index (reading a table takes those too): name its table */
+		relkind = get_rel_relkind(relid);
+		if (relkind == RELKIND_INDEX || relkind == RELKIND_PARTITIONED_INDEX)
+			relid = IndexGetRelation(relid, true);
+		if (!OidIsValid(relid))
 			continue;
 		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE || get_rel_relispartition(relid))
 			return relid;
