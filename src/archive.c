@@ -122,6 +122,9 @@ static const ArchivePace *run_pace = NULL;
 /* Microseconds archive_yield() slept in this run (ArchiveRun resets it). */
 static int64 archive_yielded_us = 0;
 
+/* Orders this process's current or last run moved and committed (Moved). */
+static int64 archive_moved = 0;
+
 /*
  * This run's rests inside batches (order_ext.archive_rest, see ArchiveRest):
  * when the work since the last rest (or pause, or yield) began, and what
@@ -202,6 +205,7 @@ PG_FUNCTION_INFO_V1(archive_yield);
 PGDLLEXPORT void ArchiveWorkerMain(Datum main_arg);
 
 static void ArchiveWorkFromNow(void);
+static void Moved(ArchiveState *st, int64 n);
 static void ArchiveRest(instr_time now);
 
 /* Whether a run at this pace has yield points to step aside at. */
@@ -1008,6 +1012,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		bool		isnull;
 		bool		ids_null;
 		Datum		ids;
+		int64		n = 0;
 		int64		picked;
 
 		if (TimeUp(st))
@@ -1026,7 +1031,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 				BgXactCommit();
 				if (r.done)
 					break;
-				st->moved += r.moved;
+				Moved(st, r.moved);
 				last = r.last;
 				BatchPause(st, what);
 				continue;
@@ -1060,9 +1065,10 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 				if (plans[t] != NULL &&
 					SPI_execute_plan(plans[t], &ids, NULL, false, 0) != SPI_OK_INSERT)
 					elog(ERROR, "could not move the rows of %s", m->live[t]);
-			st->moved += ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 		}
 		BgXactCommit();
+		Moved(st, n);
 		last = picked;
 		BatchPause(st, what);
 	}
@@ -1293,6 +1299,29 @@ ArchiveDoneLine(const ArchivePace *pace)
 }
 
 /*
+ * Moved
+ *		Count n orders a committed transaction moved, in the run's state and
+ *		where ArchiveMovedSoFar finds them after the run failed.
+ */
+static void
+Moved(ArchiveState *st, int64 n)
+{
+	st->moved += n;
+	archive_moved = st->moved;
+}
+
+/*
+ * ArchiveMovedSoFar
+ *		The orders the current or last ArchiveRun of this process moved (and
+ *		committed): what a failed run did before it failed, for its record.
+ */
+int64
+ArchiveMovedSoFar(void)
+{
+	return archive_moved;
+}
+
+/*
  * OlderThanEveryId
  *		Whether older_than reaches back past the first order id time from
  *		any time ids are issued (2020 to 2089): at least 100 years (as
@@ -1330,6 +1359,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 
 	memset(&st, 0, sizeof(st));
 	*skipped = false;
+	archive_moved = 0;
 	st.batch_size = batch_size;
 	st.pause_ms = pace->pause_ms;
 	st.yield_point = PaceStepsAside(pace) ? " WHERE order_ext.archive_yield()" : "";
@@ -1385,7 +1415,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 				r = MonthWhole(&st, m);
 				if (r >= 0)
 				{
-					st.moved += r;
+					Moved(&st, r);
 					Report(&st, psprintf("moved month %s as a whole (" INT64_FORMAT " orders; its tables were locked"
 										 " for %ld ms, %ld of them checking that every order was finished)",
 										 m->live[0], r, st.whole_locked_ms, st.whole_check_ms), true);
@@ -1667,7 +1697,12 @@ ArchiveWorkerMain(Datum main_arg)
 			strlcpy(sh->message, edata->message ? edata->message : "unknown error", sizeof(sh->message));
 		}
 		if (run_id > 0)
-			RunsEnd(run_id, "failed", NULL, sh->message);
+		{
+			char		results[64];
+
+			snprintf(results, sizeof(results), "{\"archive\": " INT64_FORMAT "}", ArchiveMovedSoFar());
+			RunsEnd(run_id, "failed", results, sh->message);
+		}
 	}
 	PG_END_TRY();
 	dsm_detach(seg);

@@ -563,7 +563,12 @@ WorkerRun(MemoryContext cxt)
 
 			failed = true;
 			stopped = oe_stop_requested;
-			appendStringInfo(&results, "%s\"%s\": null", j ? ", " : "", job->name);
+			/* a failed archive job still tells what it moved before it failed */
+			if (job->run == ArchiveJob)
+				appendStringInfo(&results, "%s\"%s\": " INT64_FORMAT, j ? ", " : "", job->name,
+								 ArchiveMovedSoFar());
+			else
+				appendStringInfo(&results, "%s\"%s\": null", j ? ", " : "", job->name);
 			appendStringInfo(&message, "%s%s failed: %s", message.len ? "; " : "", job->name,
 							 stopped ? "the worker was asked to stop (pg_terminate_backend, DROP DATABASE or a shutdown)"
 							 : edata->message);

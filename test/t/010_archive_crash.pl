@@ -101,6 +101,8 @@ ok($node->log_contains(qr/order_ext archive: stopped on request; the batches com
 	'the server log says it stopped on request');
 my $feb = $node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.orders_history WHERE order_id >= order_ext.min_order_id('2024-02-01')});
 cmp_ok($feb, '<', $N - 1, "cancelled midway ($feb moved)");
+is($node->safe_psql('postgres', q{SELECT results->>'archive' FROM order_ext.worker_runs ORDER BY id DESC LIMIT 1}),
+	$feb, 'the failed run still records the orders it moved before it stopped');
 is(placement($node, 'postgres'), join('|', 2 * $N, 0, 0, 6 * $N, 2 * $N, 2 * $N, 4 * $N), 'after the cancel: all in one place');
 is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), $N - 1 - $feb, 'a rerun moves exactly the rest');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM order_ext.orders'), 2, 'only the two open orders are live');
