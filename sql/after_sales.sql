@@ -340,4 +340,27 @@ SELECT pg_temp.fire('a32', 'approve');
 SELECT pg_temp.fire('a32', 'refund');
 SELECT pg_temp.money('o32');
 
+-- a returned unit is back in stock at once, but still the buyer's for the
+-- purchase limit until it is refunded (API.md: refunded units no longer
+-- count)
+SELECT order_ext.set_stock('AS-L', 10) IS NOT NULL AS stocked,
+       order_ext.set_purchase_limit('AS-L', 2) IS NOT NULL AS limited;
+INSERT INTO pg_temp.o SELECT 'o41', order_ext.new_order_id();
+SELECT status FROM order_ext.create_order(pg_temp.id('o41'), 50, '[{"sku":"AS-L","qty":2,"unit_price":100}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o41'), 'PAY-o41', 200);
+SELECT status FROM order_ext.fire(pg_temp.id('o41'), 'ship', actor => 'merchant');
+SELECT pg_temp.open('a41', 'o41', 'return_refund', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.fire('a41', 'approve');
+SELECT pg_temp.fire('a41', 'receive_return');
+SELECT (SELECT on_hand FROM order_ext.stock WHERE sku = 'AS-L') AS on_hand,
+       (SELECT qty FROM order_ext.buyer_holdings WHERE buyer_id = 50 AND sku = 'AS-L') AS holds;
+SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 50, '[{"sku":"AS-L","qty":1,"unit_price":100}]')$$,
+                          order_ext.new_order_id())) AS one_more_before_refund;
+SELECT pg_temp.fire('a41', 'refund');
+SELECT (SELECT on_hand FROM order_ext.stock WHERE sku = 'AS-L') AS on_hand,
+       (SELECT qty FROM order_ext.buyer_holdings WHERE buyer_id = 50 AND sku = 'AS-L') AS holds;
+SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 50, '[{"sku":"AS-L","qty":1,"unit_price":100}]')$$,
+                          order_ext.new_order_id())) AS one_more_after_refund;
+SELECT count(*) AS check_stock_rows FROM order_ext.check_stock();
+
 DROP EXTENSION order_ext CASCADE;

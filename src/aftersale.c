@@ -168,7 +168,12 @@ ReturnUnits(AfterSaleState *as, const UnitLine *lines, int nlines)
 		back[i].sku = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		back[i].qty = lines[i].qty;
 	}
-	OrderReturnUnits(&st, nlines, back, true);
+	/*
+	 * Back to stock now; still the buyer's for the purchase limit until
+	 * refunded (API.md: refunded units no longer count), which the
+	 * request's refund does (REFUND_STOCK_DONE).
+	 */
+	OrderReturnUnits(&st, nlines, back, true, true, false);
 }
 
 /*

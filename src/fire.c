@@ -446,7 +446,8 @@ fire(PG_FUNCTION_ARGS)
  *		connected to SPI.
  */
 void
-OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines, bool restock)
+OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines, bool buckets,
+				 bool restock, bool holdings)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2];
@@ -472,6 +473,6 @@ OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines, bool 
 	if (from != NULL)			/* NULL: created in its status */
 		t = TransitionLookup(st->machine, from,
 							 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
-	StockReturnLines(st->order_id, nlines, lines, restock && shipped,
-					 t == NULL || (t->effects & OE_EFFECT_STOCK_RELEASE) == 0);
+	StockReturnLines(st->order_id, nlines, lines, buckets, restock && shipped,
+					 holdings && (t == NULL || (t->effects & OE_EFFECT_STOCK_RELEASE) == 0));
 }

@@ -27,7 +27,7 @@ typedef struct OrderState
 extern bool OrderLock(int64 order_id, OrderState *st);
 extern bool ArchivedOrderLock(int64 order_id, OrderState *st);
 extern void OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines,
-							 bool restock);
+							 bool buckets, bool restock, bool holdings);
 extern void OrderNotFound(int64 order_id);
 extern void RefuseInternalActor(const char *what, int64 id, int32 version, bool has_expected,
 								int32 expected, const char *event, const char *actor);

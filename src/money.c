@@ -917,8 +917,8 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 		row = MoneyEvent(st, "refund", JsonbFromString(p.data), 0, total, actor);
 	}
 
-	/* the units go back */
-	if (stock == REFUND_RETURN_UNITS)
+	/* the units go back (a return's went to stock already: only the holdings) */
+	if (lines != NULL)
 	{
 		StockLine  *back = palloc(sizeof(StockLine) * Max(nls, 1));
 		int			k = 0;
@@ -929,7 +929,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 				back[k].sku = ls[j].sku;
 				back[k++].qty = ls[j].units;
 			}
-		OrderReturnUnits(st, k, back, restock);
+		OrderReturnUnits(st, k, back, stock == REFUND_RETURN_UNITS, restock, true);
 	}
 
 	/* fully refunded: close, where the machine closes from this status */

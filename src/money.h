@@ -18,7 +18,8 @@ typedef struct UnitLine
 typedef enum RefundStock
 {
 	REFUND_RETURN_UNITS,		/* StockReturnLines(..., restock) */
-	REFUND_STOCK_DONE			/* the units went back already (after-sale return) */
+	REFUND_STOCK_DONE			/* the units went back to stock already (after-sale
+								 * return): only the buyer's holdings drop */
 } RefundStock;
 
 extern int	ParseUnitLines(Jsonb *lines, const char *field, UnitLine **out);

@@ -842,7 +842,8 @@ ReturnBuckets(int64 order_id, const char *sku, int64 qty, bool restock)
 }
 
 void
-StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restock, bool holdings)
+StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool buckets, bool restock,
+				 bool holdings)
 {
 	StockLine  *merged;
 	int			n;
@@ -852,7 +853,7 @@ StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restoc
 		return;
 	/* by SKU, stock rows before holdings, as create_order, ship and cancel lock them */
 	merged = MergeLines(nlines, lines, &n);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n && buckets; i++)
 	{
 		const StockSku *s = StockLookup(merged[i].sku);
 

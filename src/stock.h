@@ -24,16 +24,17 @@ extern void StockReleaseOrder(int64 order_id);
 
 /*
  * Units of order lines go back (refund by lines, or an after-sale return).
- * Per SKU, releases that many units of the order's held reservation while it
- * still holds one (not shipped yet); otherwise, with restock, gives them back
- * to on_hand.  With holdings, they stop counting against the buyer's purchase
- * limit (without: they stopped when the order's stock was released).  No-op
+ * With buckets, per SKU, releases that many units of the order's held
+ * reservation while it still holds one (not shipped yet); otherwise, with
+ * restock, gives them back to on_hand.  With holdings, they stop counting
+ * against the buyer's purchase limit (without: they stopped when the order's
+ * stock was released, or they are a return not refunded yet).  No-op
  * for a SKU without a stock row.  Rows are locked by SKU, stock
  * before holdings, whatever the order of the lines, so it cannot deadlock
  * with create_order, ship or cancel.
  */
-extern void StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool restock,
-							 bool holdings);
+extern void StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool buckets,
+							 bool restock, bool holdings);
 
 /* Lock the stock rows an order holds reservations in, in the common order. */
 extern uint64 StockLockOrder(int64 order_id);
