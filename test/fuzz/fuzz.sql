@@ -5,7 +5,7 @@
 --     SELECT * FROM fuzz.failures;        -- empty when all went well
 --
 -- Each step is its own transaction: a random valid call (create, pay, ship,
--- cancel, refund, split, timers, archive, stock changes, ...) or a malformed
+-- cancel, refund, split, after-sales, timers, archive, stock changes, ...) or a malformed
 -- one (JSON of the wrong shape or type, huge and negative numbers, NULL in
 -- every argument, unknown names).  After every step:
 --   - an error must carry a 22xxx or OExxx SQLSTATE (anything else, e.g. an
@@ -15,6 +15,8 @@
 --     sum of discount_alloc = discount_total, payable_total = item_total -
 --     discount_total + shipping_fee, paid_total and refunded_total = the
 --     payment and refund rows, line refunds within bounds;
+--   - the order's after-sales requests under way can all still be driven
+--     to refunded (tried, then rolled back);
 --   - stock must be consistent: check_stock() empty, purchase-limit holdings
 --     = what the buyers' orders hold, live or archived.
 -- A failure is recorded with the seed, the step and the call, so that
@@ -144,6 +146,50 @@ BEGIN
     END IF;
 END $$;
 
+-- after-sales requests under way can all still finish: driven to refunded
+-- one after the other (approve, receive the return, refund), inside a
+-- block that is always rolled back, none fails.  A request that could
+-- never refund (its money gone some other way) would stay under way for
+-- good and keep its order live.
+CREATE FUNCTION fuzz.request_problems(oid_ bigint) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    a order_ext.after_sales;
+    problems text[] := '{}';
+    ev text;
+    who text;
+    i int;
+BEGIN
+    IF to_regproc('order_ext.open_after_sale') IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        FOR r IN SELECT s.id FROM order_ext.after_sales s
+                 WHERE s.order_id = oid_ AND s.status IN ('requested', 'approved', 'arbitration', 'returned')
+                 ORDER BY s.id LOOP
+            FOR i IN 1 .. 4 LOOP
+                SELECT * INTO a FROM order_ext.after_sales s WHERE s.order_id = oid_ AND s.id = r.id;
+                EXIT WHEN a.status = 'refunded';
+                ev := CASE WHEN a.status IN ('requested', 'arbitration') THEN 'approve'
+                           WHEN a.status = 'approved' AND a.kind = 'return_refund' THEN 'receive_return'
+                           ELSE 'refund' END;
+                who := CASE WHEN a.status = 'arbitration' THEN 'platform' ELSE 'merchant' END;
+                BEGIN
+                    PERFORM order_ext.fire_after_sale(a.id, ev, NULL, who);
+                EXCEPTION WHEN OTHERS THEN
+                    problems := problems || format('request %s (%s, %s) cannot %s: %s %s', a.id, a.kind, a.status,
+                                                   ev, SQLSTATE, SQLERRM);
+                    EXIT;
+                END;
+            END LOOP;
+        END LOOP;
+        RAISE EXCEPTION USING ERRCODE = 'ZZ998', MESSAGE = 'roll back';
+    EXCEPTION WHEN SQLSTATE 'ZZ998' THEN
+        NULL;
+    END;
+    RETURN QUERY SELECT unnest(problems);
+END $$;
+
 -- the invariants of stock
 CREATE FUNCTION fuzz.stock_problems() RETURNS SETOF text LANGUAGE sql AS $$
     SELECT format('check_stock: %s reserved %s held %s', sku, reserved, held) FROM order_ext.check_stock()
@@ -174,6 +220,8 @@ DECLARE
     items jsonb;
     discounts jsonb;
     n int;
+    req bigint;
+    who text;
     p text;
 BEGIN
     -- the actions of the capabilities installed, weighted by repetition
@@ -188,6 +236,9 @@ BEGIN
     END IF;
     IF to_regproc('order_ext.archive') IS NOT NULL THEN
         acts := acts || ARRAY['archive'];
+    END IF;
+    IF to_regproc('order_ext.open_after_sale') IS NOT NULL THEN
+        acts := acts || ARRAY['after_sale', 'after_sale'];
     END IF;
     pick := fuzz.pick(acts);
     IF pick = 'create' THEN
@@ -285,6 +336,41 @@ BEGIN
                                 ELSE greatest((o.paid_total - o.refunded_total) / 2, 1) END);
         END IF;
         outcome := fuzz.try(seed, step, action, call);
+    ELSIF pick = 'after_sale' THEN
+        -- open a request for units of an order, or move one along
+        SELECT s.order_id, s.id INTO id, req FROM order_ext.after_sales s
+        ORDER BY (s.status IN ('refunded', 'closed') AND fuzz.chance(0.8)), random() LIMIT 1;
+        IF id IS NULL OR fuzz.chance(0.4) THEN
+            -- mostly an order that can have one (paid, live), else any
+            id := CASE WHEN fuzz.chance(0.8) THEN
+                           (SELECT r.order_id FROM order_ext.orders r
+                             WHERE r.status IN ('paid', 'shipped', 'received', 'delivered')
+                             ORDER BY random() LIMIT 1) END;
+            id := coalesce(id, fuzz.some_order());
+            action := 'open_after_sale';
+            call := format('SELECT order_ext.open_after_sale(%s, %L, %L)', id,
+                           fuzz.pick(ARRAY['refund_only', 'return_refund', 'refund_only', 'exchange']),
+                           jsonb_build_array(jsonb_build_object('line_no', 1 + floor(random() * 3)::int,
+                                                                'qty', 1 + floor(random() * 2)::int)));
+        ELSE
+            action := 'fire_after_sale';
+            IF fuzz.chance(0.6) THEN
+                -- a move its status allows, by an actor who may make it
+                SELECT CASE WHEN s.status = 'requested' THEN fuzz.pick(ARRAY['approve', 'reject'])
+                            WHEN s.status = 'rejected' THEN 'appeal'
+                            WHEN s.status = 'arbitration' THEN fuzz.pick(ARRAY['approve', 'reject'])
+                            WHEN s.status = 'approved' AND s.kind = 'return_refund' THEN 'receive_return'
+                            ELSE 'refund' END,
+                       CASE WHEN s.status = 'rejected' THEN 'buyer'
+                            WHEN s.status = 'arbitration' THEN 'platform' ELSE 'merchant' END
+                  INTO p, who FROM order_ext.after_sales s WHERE s.id = req;
+            ELSE
+                p := fuzz.pick(ARRAY['approve', 'reject', 'appeal', 'receive_return', 'refund', 'close', 'teleport']);
+                who := fuzz.pick(ARRAY['merchant', 'merchant', 'buyer', 'platform', 'system', 'hacker']);
+            END IF;
+            call := format('SELECT order_ext.fire_after_sale(%s, %L, NULL, %L)', req, p, who);
+        END IF;
+        outcome := fuzz.try(seed, step, action, call);
     ELSIF pick = 'split_order' THEN
         id := fuzz.some_order();
         action := 'split_order';
@@ -348,6 +434,8 @@ BEGIN
     IF id IS NOT NULL THEN
         INSERT INTO fuzz.failures
         SELECT seed, step, action, call, 'order ' || id || ': ' || pr.problem FROM fuzz.order_problems(id) AS pr(problem);
+        INSERT INTO fuzz.failures
+        SELECT seed, step, action, call, 'order ' || id || ': ' || pr.problem FROM fuzz.request_problems(id) AS pr(problem);
         INSERT INTO fuzz.failures
         SELECT seed, step, action, call, 'child ' || c.order_id || ': ' || pr.problem
         FROM order_ext.orders c, fuzz.order_problems(c.order_id) AS pr(problem) WHERE c.parent_id = id;
