@@ -339,6 +339,22 @@ SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'fee32', amount => 500)$
 SELECT pg_temp.fire('a32', 'approve');
 SELECT pg_temp.fire('a32', 'refund');
 SELECT pg_temp.money('o32');
+-- two requests on one line refund two blocks of it, which can cost more
+-- together than one block of their units would (units of net 2 over 4:
+-- 0, 1, 0, 1): a refund by amount must leave both blocks their worst
+INSERT INTO pg_temp.o SELECT 'o33', order_ext.new_order_id();
+SELECT status, payable_total FROM order_ext.create_order(pg_temp.id('o33'), 49,
+    '[{"sku":"AS-T","qty":4,"unit_price":1}]', discounts => '[{"kind":"coupon","amount":2}]');
+SELECT status FROM order_ext.record_payment(pg_temp.id('o33'), 'PAY-o33', 2);
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o33'), 'first33', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.open('a33', 'o33', 'refund_only', '[{"line_no":1,"qty":1}]'),
+       pg_temp.open('b33', 'o33', 'refund_only', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.fire('a33', 'approve'), pg_temp.fire('b33', 'approve');
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'amount33', amount => 1)$$, pg_temp.id('o33'))) AS by_amount;
+SELECT pg_temp.fire('a33', 'refund');
+SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o33'), 'third33', '[{"line_no":1,"qty":1}]');
+SELECT pg_temp.fire('b33', 'refund');
+SELECT pg_temp.money('o33');
 
 -- a returned unit is back in stock at once, but still the buyer's for the
 -- purchase limit until it is refunded (API.md: refunded units no longer

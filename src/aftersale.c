@@ -423,8 +423,8 @@ AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 exce
 /*
  * AfterSaleClaimedUnits
  *		The units of each line that the order's requests claiming units
- *		(RequestClaims; other than except_id) hold, one UnitLine a line that
- *		has any, ordered by line_no; returns the count.  Read, like
+ *		(RequestClaims; other than except_id) hold, one UnitLine a request
+ *		and line, ordered by line_no; returns the count.  Read, like
  *		AfterSaleUnitsFree, with the latest snapshot (ClaimsSnapshotQuery).
  *		The caller holds the order's lock (OrderLock).
  */
@@ -444,7 +444,7 @@ AfterSaleClaimedUnits(int64 order_id, int64 except_id, UnitLine **out)
 								  "SELECT (e->>'line_no')::int, sum((e->>'qty')::int)::int"
 								  " FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
 								  " WHERE a.order_id = $1 AND a.status <> ALL ($3) AND a.id <> $2"
-								  " GROUP BY 1 ORDER BY 1",
+								  " GROUP BY a.id, 1 ORDER BY 1",
 								  3, argtypes),
 						values, 0);
 	u = palloc(sizeof(UnitLine) * Max(SPI_processed, 1));

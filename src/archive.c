@@ -1455,6 +1455,7 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	(void) ArchiveLock(false, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextDelete(st.cxt);
+	archive_moved = 0;			/* a later failure before its run starts reports none */
 	return st.moved;
 }
 

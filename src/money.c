@@ -580,12 +580,15 @@ RefundExisting(const OrderState *st, const char *refund_id, Jsonb *request)
  *		refund.  The operation refunds this_total now, with the units of now
  *		(a refund by lines; none: nnow 0), and claims the units of claim (a
  *		request opened or appealed; none: nclaim 0).  A request's refund is
- *		priced when it happens, so each line's claimed units count at the
- *		most they can cost: as the line's last units (units are priced in
- *		the order they are refunded, and the last c of a line's units cost
- *		ceil(c * net / qty), as much as any c of them), with the shipping fee
- *		when the order has not shipped and they are all the units it has
- *		left (the fee goes with the last unit).  Without this, money given
+ *		priced when it happens, so a line's claimed units count at the most
+ *		they can cost.  Units are priced in the order they are refunded, and
+ *		each request refunds its units of a line in one block, which costs at
+ *		most ceil(c * net / qty) (as the line's last c units do), whatever
+ *		is refunded between the blocks; and all blocks together cost no more
+ *		than what is left of the line.  So a line counts the lesser of the
+ *		two, with the shipping fee on top when the order has not shipped and
+ *		the requests hold every unit it has left (the fee goes with the last
+ *		unit).  Without this, money given
  *		back some other way could leave an approved request nothing to
  *		refund: it could neither refund nor end, and its order would never
  *		be archived.  The caller holds the order's lock (OrderLock).
@@ -614,22 +617,34 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 	{
 		int32		left = ls[i].qty - ls[i].refunded_qty;
 		int32		claimed = 0;
+		int64		blocks = 0;
 
-		while (h < nheld && held[h].line_no < ls[i].line_no)
-			h++;
-		if (h < nheld && held[h].line_no == ls[i].line_no)
-			claimed += held[h].qty;
 		while (n < nnow && now[n].line_no < ls[i].line_no)
 			n++;
 		if (n < nnow && now[n].line_no == ls[i].line_no)
 			left -= now[n].qty;
+		left = Max(left, 0);
+		/* each request refunds its units of the line in one block */
+		while (h < nheld && held[h].line_no < ls[i].line_no)
+			h++;
+		for (; h < nheld && held[h].line_no == ls[i].line_no; h++)
+		{
+			claimed += held[h].qty;
+			blocks += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - Min(held[h].qty, ls[i].qty),
+										ls[i].qty);
+		}
 		while (c < nclaim && claim[c].line_no < ls[i].line_no)
 			c++;
 		if (c < nclaim && claim[c].line_no == ls[i].line_no)
+		{
 			claimed += claim[c].qty;
-		left = Max(left, 0);
+			blocks += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - Min(claim[c].qty, ls[i].qty),
+										ls[i].qty);
+		}
 		claimed = Min(claimed, left);	/* AfterSaleUnitsFree checked the units */
-		worst += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - claimed, ls[i].qty);
+		/* and all of them no more than what the line has left */
+		if (claimed > 0)
+			worst += Min(blocks, UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - left, ls[i].qty));
 		units_left += left;
 		units_claimed += claimed;
 	}
