@@ -605,13 +605,14 @@ HistoryIndexesMissing(Relation hist, Relation live)
  *		ATTACH.
  */
 static const char *
-MonthWholeReady(ArchiveState *st, ArchiveMonth *m)
+MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty)
 {
 	volatile int finished = -1; /* -1: not looked at yet */
 	const char *volatile why = NULL;
 	volatile int t;
 
-	for (t = 0; t < OrderTablesCount && finished != 0 && why == NULL; t++)
+	*empty = false;
+	for (t = 0; t < OrderTablesCount && finished != 0 && why == NULL && !*empty; t++)
 	{
 		MemoryContext old = CurrentMemoryContext;
 
@@ -638,6 +639,17 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m)
 				missing = HistoryIndexesMissing(hist, live);
 			table_close(live, NoLock);
 			table_close(hist, NoLock);
+			/* a month with no orders is left alone, without its locks (MonthWhole) */
+			if (t == 0)
+			{
+				bool		isnull;
+
+				if (SPI_execute(psprintf("SELECT NOT EXISTS (SELECT 1 FROM order_ext.%s)",
+										 quote_identifier(m->live[0])), true, 1) != SPI_OK_SELECT)
+					elog(ERROR, "could not read %s", m->live[0]);
+				*empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				missing = *empty ? NIL : missing;
+			}
 			if (missing != NIL && finished < 0)
 				finished = MonthFinished(st, m, &count) ? 1 : 0;
 			foreach(lc, finished == 1 ? missing : NIL)
@@ -687,8 +699,11 @@ static int64
 MonthWhole(ArchiveState *st, ArchiveMonth *m)
 {
 	volatile int attempt;
-	const char *why = MonthWholeReady(st, m);
+	volatile bool empty;
+	const char *why = MonthWholeReady(st, m, &empty);
 
+	if (empty)
+		return -3;				/* no orders: nothing to move, no locks taken */
 	if (why != NULL)
 	{
 		ereport(LOG, (errmsg("order_ext archive: %s cannot move whole: %s", m->live[0], why)));
