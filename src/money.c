@@ -151,9 +151,9 @@ OrderRow(const OrderState *st)
  * MoneyEvent
  *		A money change that does not move the order: its event row (version
  *		+ 1, same status) and the UPDATE of paid_total / refunded_total (the
- *		guard trigger bumps the version and finds the event written).  On
- *		an archived order (no trigger there) the UPDATE bumps the version and
- *		sets updated_at itself.
+ *		guard trigger finds the event written).  The UPDATE bumps the version
+ *		and sets updated_at itself, for an archived order, whose history row
+ *		has no trigger; on a live one the guard sets both as it always does.
  */
 static Datum
 MoneyEvent(OrderState *st, const char *event, Jsonb *payload, int64 paid_add,
@@ -168,17 +168,11 @@ MoneyEvent(OrderState *st, const char *event, Jsonb *payload, int64 paid_add,
 	values[0] = Int64GetDatum(st->order_id);
 	values[1] = Int64GetDatum(paid_add);
 	values[2] = Int64GetDatum(refunded_add);
-	if (SPI_execute_plan(st->archived ?
-						 TwinPlan(money_update_plans, true,
+	if (SPI_execute_plan(TwinPlan(money_update_plans, st->archived,
 								  "UPDATE order_ext.orders{h} o"
 								  " SET paid_total = paid_total + $2, refunded_total = refunded_total + $3,"
 								  " version = version + 1, updated_at = now()"
 								  " WHERE order_id = $1 RETURNING {row}",
-								  3, argtypes) :
-						 TwinPlan(money_update_plans, false,
-								  "UPDATE order_ext.orders o"
-								  " SET paid_total = paid_total + $2, refunded_total = refunded_total + $3"
-								  " WHERE order_id = $1 RETURNING o",
 								  3, argtypes),
 						 values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not update order " INT64_FORMAT, st->order_id);
