@@ -57,7 +57,6 @@ static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr skus_plan = NULL;
 
 static bool RequestClaims(const char *status);
-static void ClaimsSnapshotQuery(SPIPlanPtr plan, Datum *values, long tcount);
 
 PG_FUNCTION_INFO_V1(open_after_sale);
 PG_FUNCTION_INFO_V1(fire_after_sale);
@@ -225,8 +224,6 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 
 		if (!OrderLock(as->order_id, &st))
 			OrderNotFound(as->order_id);
-		AfterSaleUnitsFree(as->order_id, lines, nlines, as->id,
-						   psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
 		ClaimsCovered(&st, NULL, 0, lines, nlines, 0, as->id,
 					  psprintf("after-sale " INT64_FORMAT " to claim again", as->id));
 	}
@@ -344,89 +341,19 @@ NotClaiming(void)
 }
 
 /*
- * ClaimsSnapshotQuery
- *		Run a query of the order's requests with the latest snapshot, not
- *		the transaction's: opening or appealing a request inserts or updates
- *		an after_sales row under the order's lock without changing the order
- *		row, so a REPEATABLE READ refund that waited for that lock would
- *		otherwise not see the claim it must respect (and no serialization
- *		error would tell it).  Every claim committed before the caller took
- *		the order's lock is seen; later ones wait for that lock.
- */
-static void
-ClaimsSnapshotQuery(SPIPlanPtr plan, Datum *values, long tcount)
-{
-	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 false, false, tcount) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the order's after-sales");
-}
-
-/*
- * AfterSaleUnitsFree
- *		OE006 if a line's units asked for, together with those of the
- *		order's requests that claim units (RequestClaims; other than
- *		except_id), are more than the line has left to refund: two
- *		requests must not both be approved for one unit, nor a refund by
- *		lines give back units a request is about to (its return would
- *		restock them twice).  'what' names the claim in the message.  The
- *		caller holds the order's lock (OrderLock).
- */
-void
-AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 except_id,
-				   const char *what)
-{
-	static SPIPlanPtr claimed_plan = NULL;
-	Oid			argtypes[5] = {INT8OID, INT4ARRAYOID, INT4ARRAYOID, INT8OID, TEXTARRAYOID};
-	Datum		values[5];
-	Datum	   *ln = palloc(sizeof(Datum) * nlines);
-	Datum	   *qt = palloc(sizeof(Datum) * nlines);
-	bool		isnull;
-	int			i;
-
-	for (i = 0; i < nlines; i++)
-	{
-		ln[i] = Int32GetDatum(lines[i].line_no);
-		qt[i] = Int32GetDatum(lines[i].qty);
-	}
-	values[0] = Int64GetDatum(order_id);
-	values[1] = PointerGetDatum(construct_array(ln, nlines, INT4OID, 4, true, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(qt, nlines, INT4OID, 4, true, TYPALIGN_INT));
-	values[3] = Int64GetDatum(except_id);
-	values[4] = NotClaiming();
-	ClaimsSnapshotQuery(OrderPlan(&claimed_plan,
-								  "SELECT u.l, i.qty - i.refunded_qty, c.held"
-								  " FROM unnest($2, $3) AS u(l, q)"
-								  " JOIN order_ext.order_items i ON i.order_id = $1 AND i.line_no = u.l"
-								  " CROSS JOIN LATERAL (SELECT coalesce(sum((e->>'qty')::int), 0)::int AS held"
-								  "   FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
-								  "   WHERE a.order_id = $1 AND a.status <> ALL ($5)"
-								  "   AND a.id <> $4 AND (e->>'line_no')::int = u.l) c"
-								  " WHERE u.q + c.held > i.qty - i.refunded_qty"
-								  " ORDER BY u.l LIMIT 1",
-								  5, argtypes),
-						values, 1);
-	if (SPI_processed > 0)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		ereport(ERROR,
-				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
-				 errmsg("line %d of order " INT64_FORMAT " has no units left for %s",
-						DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)), order_id, what),
-				 errdetail("%d units are left to refund; requests under way hold %d of them.",
-						   DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull)),
-						   DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)))));
-	}
-}
-
-/*
  * AfterSaleClaimedUnits
  *		The units of each line that the order's requests claiming units
  *		(RequestClaims; other than except_id) hold, one UnitLine a request
- *		and line, ordered by line_no; returns the count.  Read, like
- *		AfterSaleUnitsFree, with the latest snapshot (ClaimsSnapshotQuery).
- *		The caller holds the order's lock (OrderLock).
+ *		and line, ordered by line_no; returns the count.  The caller holds
+ *		the order's lock (OrderLock).
+ *
+ *		Read with the latest snapshot, not the transaction's: opening or
+ *		appealing a request inserts or updates an after_sales row under the
+ *		order's lock without changing the order row, so a REPEATABLE READ
+ *		refund that waited for that lock would otherwise not see the claim
+ *		it must respect (and no serialization error would tell it).  Every
+ *		claim committed before the caller took the order's lock is seen;
+ *		later ones wait for that lock.
  */
 int
 AfterSaleClaimedUnits(int64 order_id, int64 except_id, UnitLine **out)
@@ -440,13 +367,15 @@ AfterSaleClaimedUnits(int64 order_id, int64 except_id, UnitLine **out)
 	values[0] = Int64GetDatum(order_id);
 	values[1] = Int64GetDatum(except_id);
 	values[2] = NotClaiming();
-	ClaimsSnapshotQuery(OrderPlan(&claimed_units_plan,
-								  "SELECT (e->>'line_no')::int, sum((e->>'qty')::int)::int"
-								  " FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
-								  " WHERE a.order_id = $1 AND a.status <> ALL ($3) AND a.id <> $2"
-								  " GROUP BY a.id, 1 ORDER BY 1",
-								  3, argtypes),
-						values, 0);
+	if (SPI_execute_snapshot(OrderPlan(&claimed_units_plan,
+									   "SELECT (e->>'line_no')::int, sum((e->>'qty')::int)::int"
+									   " FROM order_ext.after_sales a, jsonb_array_elements(a.lines) e"
+									   " WHERE a.order_id = $1 AND a.status <> ALL ($3) AND a.id <> $2"
+									   " GROUP BY a.id, 1 ORDER BY 1",
+									   3, argtypes),
+							 values, NULL, GetLatestSnapshot(), InvalidSnapshot, false, false, 0)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read the order's after-sales");
 	u = palloc(sizeof(UnitLine) * Max(SPI_processed, 1));
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -542,7 +471,6 @@ open_after_sale(PG_FUNCTION_ARGS)
 				 errmsg("machine \"%s\" does not exist", AFTER_SALE_MACHINE)));
 	/* the units must be there to refund: the same checks as refund() */
 	amount = RefundQuoteUnits(&st, lines, nlines);
-	AfterSaleUnitsFree(order_id, lines, nlines, 0, "another after-sale");
 	ClaimsCovered(&st, NULL, 0, lines, nlines, 0, 0, "another after-sale");
 	id = NewOrderId();
 

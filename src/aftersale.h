@@ -12,8 +12,6 @@
 
 extern bool AfterSaleTimerFire(int64 order_id, int64 id, const char *status, int32 version,
 							   const char *event, Jsonb *payload);
-extern void AfterSaleUnitsFree(int64 order_id, const UnitLine *lines, int nlines, int64 except_id,
-							   const char *what);
 extern int	AfterSaleClaimedUnits(int64 order_id, int64 except_id, UnitLine **out);
 extern bool AfterSaleUnderWay(int64 order_id);
 

@@ -569,9 +569,10 @@ RefundExisting(const OrderState *st, const char *refund_id, Jsonb *request)
 
 /*
  * ClaimsCovered
- *		OE006 unless, after this operation, the order keeps enough money for
- *		what the after-sales requests under way (other than except_id) will
- *		refund.  The operation refunds this_total now, with the units of now
+ *		OE006 unless, after this operation, the order keeps enough units and
+ *		money for what the after-sales requests under way (other than
+ *		except_id) will refund: no line's units asked for now, with those the
+ *		requests hold, more than it has left, and enough money.  The operation refunds this_total now, with the units of now
  *		(a refund by lines; none: nnow 0), and claims the units of claim (a
  *		request opened or appealed; none: nclaim 0).  A request's refund is
  *		priced when it happens, so a line's claimed units count at the most
@@ -610,32 +611,54 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 	for (i = 0; i < nls; i++)
 	{
 		int32		left = ls[i].qty - ls[i].refunded_qty;
+		int32		asked = 0;
+		int32		held_units = 0;
 		int32		claimed = 0;
 		int64		blocks = 0;
+		int			h0;
 
 		while (n < nnow && now[n].line_no < ls[i].line_no)
 			n++;
 		if (n < nnow && now[n].line_no == ls[i].line_no)
+			asked = now[n].qty;
+		while (c < nclaim && claim[c].line_no < ls[i].line_no)
+			c++;
+		if (c < nclaim && claim[c].line_no == ls[i].line_no)
+			asked += claim[c].qty;
+		while (h < nheld && held[h].line_no < ls[i].line_no)
+			h++;
+		for (h0 = h; h0 < nheld && held[h0].line_no == ls[i].line_no; h0++)
+			held_units += held[h0].qty;
+
+		/*
+		 * The units first: two requests must not both be approved for one
+		 * unit, nor a refund by lines give back units a request is about to
+		 * (its return would restock them twice).
+		 */
+		if (asked > 0 && (int64) asked + held_units > left)
+			ereport(ERROR,
+					(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+					 errmsg("line %d of order " INT64_FORMAT " has no units left for %s",
+							ls[i].line_no, st->order_id, what),
+					 errdetail("%d units are left to refund; requests under way hold %d of them.",
+							   left, held_units)));
+		if (n < nnow && now[n].line_no == ls[i].line_no)
 			left -= now[n].qty;
 		left = Max(left, 0);
 		/* each request refunds its units of the line in one block */
-		while (h < nheld && held[h].line_no < ls[i].line_no)
-			h++;
 		for (; h < nheld && held[h].line_no == ls[i].line_no; h++)
 		{
 			claimed += held[h].qty;
 			blocks += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - Min(held[h].qty, ls[i].qty),
 										ls[i].qty);
 		}
-		while (c < nclaim && claim[c].line_no < ls[i].line_no)
-			c++;
 		if (c < nclaim && claim[c].line_no == ls[i].line_no)
 		{
 			claimed += claim[c].qty;
 			blocks += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - Min(claim[c].qty, ls[i].qty),
 										ls[i].qty);
 		}
-		claimed = Min(claimed, left);	/* AfterSaleUnitsFree checked the units */
+		claimed = Min(claimed, left);	/* checked above */
 		/* and all of them no more than what the line has left */
 		if (claimed > 0)
 			worst += Min(blocks, UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - left, ls[i].qty));
@@ -821,11 +844,7 @@ RefundApply(OrderState *st, const char *refund_id, const UnitLine *lines, int nl
 				 errdetail("order_ext.archive() moved it to the history tables."),
 				 errhint("Refund what it has left to refund by amount.")));
 	if (lines != NULL)
-	{
 		QuoteUnits(st, lines, nlines, &q);
-		AfterSaleUnitsFree(st->order_id, lines, nlines, after_sale_id,
-						   after_sale_id ? "this after-sale's refund" : "this refund");
-	}
 	else
 	{
 		if (amount <= 0)
