@@ -37,6 +37,11 @@ EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies (Debian's server is built without
+# --enable-depend): every object is rebuilt when any of our headers changes,
+# so a struct that grew (OrderState) is never half-compiled into the module.
+$(OBJS): $(wildcard src/*.h)
+
 # The install script is the parts under src/sql joined in file-name order.
 SQL_PARTS = $(sort $(wildcard src/sql/*.sql))
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
