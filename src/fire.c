@@ -35,7 +35,7 @@
 
 static SPIPlanPtr lock_plans[2] = {NULL, NULL};
 static SPIPlanPtr update_plan = NULL;
-static SPIPlanPtr stock_facts_plan = NULL;
+static SPIPlanPtr facts_plan = NULL;
 static SPIPlanPtr units_left_plan = NULL;
 
 PG_FUNCTION_INFO_V1(fire);
@@ -97,7 +97,53 @@ OrderLockIn(bool archived, int64 order_id, OrderState *st)
 	st->refunded_total = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	st->paid_delta = 0;
 	st->archived = archived;
+	st->facts.valid = false;
 	return true;
+}
+
+/*
+ * OrderFactsOf
+ *		The facts of a live order locked with OrderLock: its paid and
+ *		shipped stamps, shipping fee, and the transition that entered its
+ *		current status, with one query (the order row and that event) the
+ *		first time they are asked for after the lock or a move.
+ */
+const OrderFacts *
+OrderFactsOf(OrderState *st)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *s;
+	OrderFacts *f = &st->facts;
+
+	if (f->valid)
+		return f;
+	values[0] = Int64GetDatum(st->order_id);
+	values[1] = Int32GetDatum(st->status_version);
+	if (SPI_execute_plan(OrderPlan(&facts_plan,
+								   "SELECT o.paid_at IS NOT NULL, o.shipped_at IS NOT NULL, o.shipping_fee,"
+								   " e.from_status, e.event"
+								   " FROM order_ext.orders o LEFT JOIN order_ext.order_events e"
+								   " ON e.order_id = o.order_id AND e.version = $2"
+								   " WHERE o.order_id = $1",
+								   2, argtypes),
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	f->paid = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+	f->shipped = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+	f->shipping_fee = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	s = SPI_getvalue(tup, desc, 4);
+	f->entered = (s != NULL);	/* NULL: created in its status */
+	strlcpy(f->entered_from, s ? s : "", OE_NAME_LEN);
+	s = SPI_getvalue(tup, desc, 5);
+	strlcpy(f->entered_by, s ? s : "", OE_NAME_LEN);
+	f->valid = true;
+	return f;
 }
 
 void
@@ -376,6 +422,7 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 	st->paid_delta = 0;
 	if (moved)
 		st->status_version = new_version;
+	st->facts.valid = false;	/* stamps, and the transition that entered the status */
 	return row;
 }
 
@@ -446,33 +493,17 @@ fire(PG_FUNCTION_ARGS)
  *		connected to SPI.
  */
 void
-OrderReturnUnits(const OrderState *st, int nlines, const StockLine *lines, bool buckets,
+OrderReturnUnits(OrderState *st, int nlines, const StockLine *lines, bool buckets,
 				 bool restock, bool holdings)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2];
+	const OrderFacts *f;
 	const TransitionDef *t = NULL;
-	bool		shipped;
-	bool		isnull;
-	char	   *from;
 
 	if (nlines == 0)
 		return;					/* a refund by amount: no units */
-	values[0] = Int64GetDatum(st->order_id);
-	values[1] = Int32GetDatum(st->status_version);
-	if (SPI_execute_plan(OrderPlan(&stock_facts_plan,
-								   "SELECT o.shipped_at IS NOT NULL, e.from_status, e.event"
-								   " FROM order_ext.orders o LEFT JOIN order_ext.order_events e"
-								   " ON e.order_id = o.order_id AND e.version = $2"
-								   " WHERE o.order_id = $1",
-								   2, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
-	shipped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (from != NULL)			/* NULL: created in its status */
-		t = TransitionLookup(st->machine, from,
-							 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
-	StockReturnLines(st->order_id, nlines, lines, buckets, restock && shipped,
+	f = OrderFactsOf(st);
+	if (f->entered)
+		t = TransitionLookup(st->machine, f->entered_from, f->entered_by);
+	StockReturnLines(st->order_id, nlines, lines, buckets, restock && f->shipped,
 					 holdings && (t == NULL || (t->effects & OE_EFFECT_STOCK_RELEASE) == 0));
 }

@@ -62,7 +62,6 @@ static SPIPlanPtr refund_existing_plans[2] = {NULL, NULL};
 static SPIPlanPtr refund_insert_plans[2] = {NULL, NULL};
 
 static Datum OrderRow(const OrderState *st);
-static SPIPlanPtr refund_order_plan = NULL;
 static SPIPlanPtr refund_lines_plan = NULL;
 static SPIPlanPtr refund_lines_update_plan = NULL;
 
@@ -665,22 +664,8 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 		units_left += left;
 		units_claimed += claimed;
 	}
-	if (units_claimed > 0 && units_claimed == units_left)
-	{
-		static SPIPlanPtr fee_plan = NULL;
-		Oid			argtypes[1] = {INT8OID};
-		Datum		values[1];
-		bool		isnull;
-
-		values[0] = Int64GetDatum(st->order_id);
-		if (SPI_execute_plan(OrderPlan(&fee_plan,
-									   "SELECT CASE WHEN shipped_at IS NULL THEN shipping_fee ELSE 0 END"
-									   " FROM order_ext.orders WHERE order_id = $1",
-									   1, argtypes),
-							 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
-		worst += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
+	if (units_claimed > 0 && units_claimed == units_left && !OrderFactsOf(st)->shipped)
+		worst += OrderFactsOf(st)->shipping_fee;
 	if ((int128) this_total + worst > left_money)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
@@ -699,43 +684,19 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 static void
 QuoteUnits(OrderState *st, const UnitLine *lines, int nlines, RefundQuote *q)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	bool		paid;
-	bool		shipped;
-	int64		shipping_fee;
-	char	   *entered_by;
+	const OrderFacts *f = OrderFactsOf(st);
 	int64		units_left = 0;
 	int			i;
 	int			j;
 
-	values[0] = Int64GetDatum(st->order_id);
-	values[1] = Int32GetDatum(st->status_version);
-	if (SPI_execute_plan(OrderPlan(&refund_order_plan,
-								   "SELECT o.paid_at IS NOT NULL, o.shipped_at IS NOT NULL, o.shipping_fee, e.event"
-								   " FROM order_ext.orders o LEFT JOIN order_ext.order_events e"
-								   " ON e.order_id = o.order_id AND e.version = $2"
-								   " WHERE o.order_id = $1",
-								   2, argtypes),
-						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read order " INT64_FORMAT, st->order_id);
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	paid = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-	shipped = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-	shipping_fee = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	entered_by = SPI_getvalue(tup, desc, 4);	/* the event of its current status */
-	if (!paid)
+	if (!f->paid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
 				 errmsg("order " INT64_FORMAT " was never paid: its units cannot be refunded",
 						st->order_id),
 				 errhint("Refund what it received by amount.")));
 	/* split_order moved them: the children hold its units (and their stock) */
-	if (entered_by != NULL && strcmp(entered_by, OE_EVENT_SPLIT) == 0)
+	if (strcmp(f->entered_by, OE_EVENT_SPLIT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
 				 errmsg("order " INT64_FORMAT " was split: its units are its children's",
@@ -769,7 +730,7 @@ QuoteUnits(OrderState *st, const UnitLine *lines, int nlines, RefundQuote *q)
 	for (j = 0; j < q->nls; j++)
 		units_left += q->ls[j].qty - q->ls[j].refunded_qty - q->ls[j].units;
 	q->all_units = (units_left == 0);
-	q->shipping = (q->all_units && !shipped) ? shipping_fee : 0;
+	q->shipping = (q->all_units && !f->shipped) ? f->shipping_fee : 0;
 	q->total += q->shipping;
 }
 
