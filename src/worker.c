@@ -81,7 +81,6 @@
 #define RESTART_DELAY_MS	5000	/* after a worker stopped */
 #define MAX_BACKOFF_MS		300000	/* after repeated fast failures */
 #define RUNS_KEPT			1000
-#define RUNS_KEPT_BEFORE	999		/* RUNS_KEPT - 1: CppAsString2 needs a literal */
 #define JOB_REPEATS			100		/* a repeating job runs at most this often per run */
 
 /* GUCs */
@@ -242,6 +241,7 @@ int64
 RunsBegin(const char *source)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Oid			cap_types[1] = {INT4OID};
 	Datum		values[2];
 	bool		isnull;
 	int64		id;
@@ -264,10 +264,11 @@ RunsBegin(const char *source)
 	 * A run still running keeps its row, however many have finished since;
 	 * of the finished ones, room is left for this one's (RUNS_KEPT - 1).
 	 */
-	if (SPI_execute("DELETE FROM order_ext.worker_runs WHERE status <> 'running'"
-					" AND id <= (SELECT r.id FROM order_ext.worker_runs r WHERE r.status <> 'running'"
-					" ORDER BY r.id DESC OFFSET " CppAsString2(RUNS_KEPT_BEFORE) " LIMIT 1)",
-					false, 0) != SPI_OK_DELETE)
+	values[0] = Int32GetDatum(RUNS_KEPT - 1);	/* room for this run's row when it ends */
+	if (SPI_execute_with_args("DELETE FROM order_ext.worker_runs WHERE status <> 'running'"
+							  " AND id <= (SELECT r.id FROM order_ext.worker_runs r WHERE r.status <> 'running'"
+							  " ORDER BY r.id DESC OFFSET $1 LIMIT 1)",
+							  1, cap_types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not cap the run log");
 	BgXactCommit();
 	return id;
