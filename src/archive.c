@@ -599,19 +599,20 @@ HistoryIndexesMissing(Relation hist, Relation live)
  *		inside the whole-month transaction, with the live parents locked
  *		against everyone; built here, one transaction per table, they lock
  *		only that partition against writes (as CREATE INDEX does), and
- *		ATTACH takes them as they are.  No scan when nothing is missing;
- *		nothing built for a month that is not finished (it goes by batches
- *		anyway).  A partition that stays busy past lock_timeout is left to
- *		ATTACH.
+ *		ATTACH takes them as they are.  Nothing built for a month that is not
+ *		finished: *unfinished says so, found with a plain read before any of
+ *		the month's locks are asked for (it goes by batches).  A partition
+ *		that stays busy past lock_timeout is left to ATTACH.
  */
 static const char *
-MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty)
+MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty, volatile bool *unfinished)
 {
 	volatile int finished = -1; /* -1: not looked at yet */
 	const char *volatile why = NULL;
 	volatile int t;
 
 	*empty = false;
+	*unfinished = false;
 	for (t = 0; t < OrderTablesCount && finished != 0 && why == NULL && !*empty; t++)
 	{
 		MemoryContext old = CurrentMemoryContext;
@@ -649,9 +650,18 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty)
 					elog(ERROR, "could not read %s", m->live[0]);
 				*empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 				missing = *empty ? NIL : missing;
+
+				/*
+				 * A month with an unfinished order goes by batches, found
+				 * with a plain read too: its locks, waited for while a
+				 * writer works in the month, would queue that month's
+				 * traffic behind them for nothing.  (Stops at the first
+				 * unfinished order; under the locks MonthWhole checks
+				 * again.)
+				 */
+				if (!*empty)
+					finished = MonthFinished(st, m, &count) ? 1 : 0;
 			}
-			if (missing != NIL && finished < 0)
-				finished = MonthFinished(st, m, &count) ? 1 : 0;
 			foreach(lc, finished == 1 ? missing : NIL)
 			{
 				TimestampTz start = GetCurrentTimestamp();
@@ -681,6 +691,7 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty)
 		}
 		PG_END_TRY();
 	}
+	*unfinished = (finished == 0);
 	return why;
 }
 
@@ -700,10 +711,13 @@ MonthWhole(ArchiveState *st, ArchiveMonth *m)
 {
 	volatile int attempt;
 	volatile bool empty;
-	const char *why = MonthWholeReady(st, m, &empty);
+	volatile bool unfinished;
+	const char *why = MonthWholeReady(st, m, &empty, &unfinished);
 
 	if (empty)
 		return -3;				/* no orders: nothing to move, no locks taken */
+	if (unfinished)
+		return -1;				/* an order still moves: by batches, no locks taken */
 	if (why != NULL)
 	{
 		ereport(LOG, (errmsg("order_ext archive: %s cannot move whole: %s", m->live[0], why)));

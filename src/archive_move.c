@@ -694,9 +694,15 @@ ArchiveMoveBatch(const ArchiveMoveSpec *spec, int64 after, int64 upper, int32 ba
 		if (!ok[i])
 			continue;
 		CHECK_FOR_INTERRUPTS();
-		r = table_tuple_delete(ot->live, &tids[i], cid, snapshot, InvalidSnapshot, true, &tmfd, false);
-		if (r == TM_Updated || r == TM_Deleted)
-			continue;			/* changed since step 1: it stays for the next run */
+		/*
+		 * No wait: an order another transaction holds (a late payment, a
+		 * retried create) stays for the next run, rather than the batch
+		 * waiting for as long as that transaction stays open while the
+		 * orders it already took stay locked against their own callers.
+		 */
+		r = table_tuple_delete(ot->live, &tids[i], cid, snapshot, InvalidSnapshot, false, &tmfd, false);
+		if (r == TM_Updated || r == TM_Deleted || r == TM_BeingModified)
+			continue;			/* changed since step 1, or held now: it stays for the next run */
 		if (r != TM_Ok)
 			elog(ERROR, "could not delete order " INT64_FORMAT " from %s (%d)", ids[i], spec->live[0], (int) r);
 		if (!table_tuple_fetch_row_version(ot->live, &tids[i], SnapshotAny, ot->scan))
