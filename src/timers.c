@@ -4,9 +4,15 @@
  *		order_ext.timeouts), and order_ext.run_timers(), which fires the due
  *		ones through the state machine.
  *
- * Owns: the timers table.  Timers are claimed with DELETE ... RETURNING
- * (by primary key) over rows picked FOR UPDATE SKIP LOCKED, so two runners
- * never fire one timer twice.  A timer whose subject has left the status it was set for
+ * Owns: the timers table.  Due timers are read without a lock; each is
+ * then claimed under a lock of its own order, taken without waiting (FOR
+ * UPDATE SKIP LOCKED on that one order row), by a DELETE of its row by
+ * primary key: two runners never fire one timer twice, a runner never
+ * waits for an order someone else holds (that timer is left for the next
+ * run), so it cannot deadlock with a caller that holds the order and waits
+ * for a stock row the runner took for an earlier timer, and no statement
+ * locks rows of many orders at once (the rule that keeps this working on
+ * Citus, API.md).  A timer whose subject has left the status it was set for
  * is stale and dropped; one whose transition fails (guard, actor, a
  * changed machine) is dropped with a WARNING, in its own subtransaction, so
  * one bad timer never holds the others back.  One that fails for the moment
@@ -31,6 +37,9 @@
 #include "timers.h"
 
 static SPIPlanPtr schedule_plan = NULL;
+static SPIPlanPtr due_plan = NULL;
+static SPIPlanPtr order_lock_plan = NULL;
+static SPIPlanPtr order_exists_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr requeue_plan = NULL;
 
@@ -164,6 +173,57 @@ TransientError(int sqlerrcode)
 		category == ERRCODE_SYSTEM_ERROR;
 }
 
+/* What ClaimTimer found. */
+typedef enum TimerClaim
+{
+	TIMER_CLAIMED,				/* its row deleted, its order locked: fire it */
+	TIMER_BUSY,					/* its order is held by another transaction: leave it */
+	TIMER_GONE					/* another runner took it, or its order is gone */
+} TimerClaim;
+
+/*
+ * ClaimTimer
+ *		Lock the timer's order without waiting, then delete the timer's row
+ *		by primary key.  A timer whose order is archived or gone is deleted
+ *		too (TIMER_GONE: nothing to fire).
+ */
+static TimerClaim
+ClaimTimer(const Timer *tm)
+{
+	Oid			argtypes[5] = {INT8OID, TEXTOID, INT8OID, INT4OID, TEXTOID};
+	Datum		values[5];
+	bool		order_gone = false;
+
+	values[0] = Int64GetDatum(tm->order_id);
+	if (SPI_execute_plan(OrderPlan(&order_lock_plan,
+								   "SELECT 1 FROM order_ext.orders WHERE order_id = $1 FOR UPDATE SKIP LOCKED",
+								   1, argtypes),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock order " INT64_FORMAT, tm->order_id);
+	if (SPI_processed == 0)
+	{
+		if (SPI_execute_plan(OrderPlan(&order_exists_plan,
+									   "SELECT 1 FROM order_ext.orders WHERE order_id = $1",
+									   1, argtypes),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read order " INT64_FORMAT, tm->order_id);
+		if (SPI_processed > 0)
+			return TIMER_BUSY;
+		order_gone = true;		/* archived or gone: its timer goes too */
+	}
+	values[1] = CStringGetTextDatum(tm->subject);
+	values[2] = Int64GetDatum(tm->subject_id);
+	values[3] = Int32GetDatum(tm->version);
+	values[4] = CStringGetTextDatum(tm->event);
+	if (SPI_execute_plan(OrderPlan(&claim_plan,
+								   "DELETE FROM order_ext.timers"
+								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $4, $5)",
+								   5, argtypes),
+						 values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
+	return SPI_processed > 0 && !order_gone ? TIMER_CLAIMED : TIMER_GONE;
+}
+
 /*
  * FireTimer
  *		Fire one timer in a subtransaction; true if it fired.  One that fails
@@ -245,22 +305,16 @@ RunTimers(int32 max, uint64 *claimed)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = OrderPlan(&claim_plan,
-					 "DELETE FROM order_ext.timers t USING ("
-					 " SELECT order_id, subject, subject_id, version, event"
-					 " FROM order_ext.timers WHERE due_at <= now()"
-					 " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) c"
-					 " WHERE (t.order_id, t.subject, t.subject_id, t.version, t.event)"
-					 "     = (c.order_id, c.subject, c.subject_id, c.version, c.event)"
-					 " RETURNING t.order_id, t.subject, t.subject_id, t.status, t.version, t.event",
+	plan = OrderPlan(&due_plan,
+					 "SELECT order_id, subject, subject_id, status, version, event"
+					 " FROM order_ext.timers WHERE due_at <= now() ORDER BY due_at LIMIT $1",
 					 1, argtypes);
 	values[0] = Int32GetDatum(max);
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not claim timers");
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the due timers");
 
 	/* copy out: SPI calls below reuse the tuple table */
 	n = SPI_processed;
-	*claimed = n;
 	timers = palloc(sizeof(Timer) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
@@ -279,8 +333,13 @@ RunTimers(int32 max, uint64 *claimed)
 	payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"timer\": true}")));
 	for (i = 0; i < n; i++)
 	{
+		TimerClaim claim;
+
 		CHECK_FOR_INTERRUPTS();
-		if (FireTimer(&timers[i], payload))
+		claim = ClaimTimer(&timers[i]);
+		if (claim != TIMER_BUSY)
+			(*claimed)++;
+		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload))
 			fired++;
 		if ((i + 1) % 500 == 0)
 		{
