@@ -143,13 +143,13 @@ GROUP BY m.machine, m.initial_status ORDER BY m.machine;
 SELECT order_ext.machine_dot('physical') = order_ext.machine_dot('physical') AS same_twice;
 -- unknown machine: 22023
 SELECT pg_temp.err($$SELECT order_ext.machine_dot('no_such_machine')$$) AS unknown;
--- names that are DOT keywords (graph, node, edge, strict, subgraph), and a
--- terminal status and an actor with a quote and a backslash (their columns
--- have no CHECK on characters): every id and label is a quoted string
+-- names that are DOT keywords (graph, node, edge, strict, subgraph), and an
+-- actor with a quote and a backslash (actors have no CHECK on characters;
+-- terminal statuses have, below): every id and label is a quoted string
 INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses)
-VALUES ('graph', 'node', '{edge,"a\"b\\"}');
+VALUES ('graph', 'node', '{edge}');
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors) VALUES
-    ('graph', 'node', 'strict', 'edge', '{system,"say \"hi\""}'),
+    ('graph', 'node', 'strict', 'edge', '{system,"say \"hi\\\""}'),
     ('graph', 'edge', 'subgraph', 'node', '{system}');
 \pset format unaligned
 \pset tuples_only on
@@ -238,12 +238,59 @@ SELECT pg_temp.new_order('physical') AS t_id \gset
 SELECT due_at - now() = interval '30 minutes' AS due_in_30_minutes FROM order_ext.timers WHERE order_id = :t_id;
 COMMIT;
 
--- deleting a machine deletes its transitions, timeouts and labels
-INSERT INTO order_ext.status_labels VALUES ('bad_timeout', 'a', 'buyer', 'A');
-DELETE FROM order_ext.machines WHERE machine = 'bad_timeout';
-SELECT (SELECT count(*) FROM order_ext.transitions WHERE machine = 'bad_timeout') AS transitions,
-       (SELECT count(*) FROM order_ext.timeouts WHERE machine = 'bad_timeout') AS timeouts,
-       (SELECT count(*) FROM order_ext.status_labels WHERE machine = 'bad_timeout') AS labels;
-SELECT pg_temp.err($$SELECT pg_temp.new_order('bad_timeout')$$) AS create_after_delete;
+-- deleting a machine no order names deletes its transitions, timeouts and
+-- labels
+INSERT INTO order_ext.machines VALUES ('unused', 'a', '{done}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status) VALUES ('unused', 'a', 'go', 'done');
+INSERT INTO order_ext.timeouts VALUES ('unused', 'a', '1 hour', 'go');
+INSERT INTO order_ext.status_labels VALUES ('unused', 'a', 'buyer', 'A');
+DELETE FROM order_ext.machines WHERE machine = 'unused';
+SELECT (SELECT count(*) FROM order_ext.transitions WHERE machine = 'unused') AS transitions,
+       (SELECT count(*) FROM order_ext.timeouts WHERE machine = 'unused') AS timeouts,
+       (SELECT count(*) FROM order_ext.status_labels WHERE machine = 'unused') AS labels;
+SELECT pg_temp.err($$SELECT pg_temp.new_order('unused')$$) AS create_after_delete;
+
+-- a machine that orders name can be neither renamed nor deleted (they would
+-- be left naming a machine that does not exist, unable to move or expire);
+-- its other columns and its transitions may change
+SELECT pg_temp.err($$UPDATE order_ext.machines SET machine = 'physical2' WHERE machine = 'physical'$$) AS rename_used;
+SELECT pg_temp.err($$DELETE FROM order_ext.machines WHERE machine = 'physical'$$) AS delete_used;
+SELECT pg_temp.err($$UPDATE order_ext.machines SET description = 'B2C goods' WHERE machine = 'physical'$$) AS describe_used;
+SELECT count(*) AS physical_transitions_kept FROM order_ext.transitions WHERE machine = 'physical';
+-- one no order names yet: renamed, then deleted
+INSERT INTO order_ext.machines VALUES ('spare', 'a', '{b}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status) VALUES ('spare', 'a', 'go', 'b');
+SELECT pg_temp.err($$UPDATE order_ext.machines SET machine = 'spare2' WHERE machine = 'spare'$$) AS rename_unused;
+SELECT count(*) AS followed FROM order_ext.transitions WHERE machine = 'spare2';
+SELECT pg_temp.err($$DELETE FROM order_ext.machines WHERE machine = 'spare2'$$) AS delete_unused;
+-- an archived order's machine stays too
+INSERT INTO order_ext.machines VALUES ('old_flow', 'a', '{b}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status) VALUES ('old_flow', 'a', 'go', 'b');
+SELECT order_ext.create_partitions('2024-03-01', '2024-03-01') AS months;
+SELECT order_id AS old_id FROM order_ext.create_order(order_ext.min_order_id('2024-03-05'), 1,
+    '[{"sku":"OLD","qty":1,"unit_price":0}]', machine => 'old_flow') \gset
+SELECT status FROM order_ext.fire(:old_id, 'go');
+SELECT order_ext.archive('30 days') AS archived;
+SELECT pg_temp.err($$DELETE FROM order_ext.machines WHERE machine = 'old_flow'$$) AS delete_archived_only;
+
+-- terminal statuses are status names: no NULL (validate_machine would read
+-- it as no terminal status at all), none malformed
+SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_null', 'a', '{b,NULL}', NULL)$$) AS terminal_null;
+SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_bad', 'a', '{"Weird Status"}', NULL)$$) AS terminal_malformed;
+SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_empty', 'a', '{""}', NULL)$$) AS terminal_empty;
+SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_ok', 'a', '{b,c_2}', NULL)$$) AS terminal_ok;
+SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_none', 'a', '{}', NULL)$$) AS terminal_none;
+-- a timeout is at most 100 years (a later due time is past timestamptz's range)
+SELECT pg_temp.err($$INSERT INTO order_ext.timeouts VALUES ('t_ok', 'a', '2000000 years', 'go')$$) AS timeout_huge;
+SELECT pg_temp.err($$INSERT INTO order_ext.timeouts VALUES ('t_ok', 'a', '100 years', 'go')$$) AS timeout_100_years;
+
+-- every timeout of a status is scheduled, however many (there were at most 16)
+INSERT INTO order_ext.machines VALUES ('many', 's0', '{done}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
+SELECT 'many', 's0', 'e' || g, 'done' FROM generate_series(1, 20) g;
+INSERT INTO order_ext.timeouts SELECT 'many', 's0', g * interval '1 minute', 'e' || g FROM generate_series(1, 20) g;
+SELECT pg_temp.new_order('many') AS many_id \gset
+SELECT count(*) AS timers, count(DISTINCT event) AS events, max(due_at) - min(due_at) AS first_to_last
+FROM order_ext.timers WHERE order_id = :many_id;
 
 DROP EXTENSION order_ext CASCADE;

@@ -55,13 +55,18 @@ void
 TimersArrays(const char *machine, const char *status, Datum *events, Datum *afters)
 {
 	const TimeoutDef *d;
-	Datum		ev[16];
-	Datum		af[16];
+	Datum	   *ev;
+	Datum	   *af;
 	int			n = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
 
-	for (d = TimeoutsLookup(machine, status); d != NULL && n < (int) lengthof(ev); d = d->next)
+	for (d = TimeoutsLookup(machine, status); d != NULL; d = d->next)
+		n++;
+	ev = palloc(sizeof(Datum) * Max(n, 1));
+	af = palloc(sizeof(Datum) * Max(n, 1));
+	n = 0;
+	for (d = TimeoutsLookup(machine, status); d != NULL; d = d->next)
 	{
 		ev[n] = CStringGetTextDatum(d->event);
 		af[n] = IntervalPGetDatum(&d->after);

@@ -6,7 +6,11 @@ CREATE TABLE order_ext.machines (
     machine           text PRIMARY KEY
                       CHECK (machine ~ '^[a-z][a-z0-9_]{0,62}$'),
     initial_status    text NOT NULL CHECK (initial_status ~ '^[a-z][a-z0-9_]{0,62}$'),
-    terminal_statuses text[] NOT NULL DEFAULT '{}',
+    terminal_statuses text[] NOT NULL DEFAULT '{}'
+                      CONSTRAINT machines_terminal_statuses_check
+                      CHECK (cardinality(terminal_statuses) = 0
+                             OR array_to_string(terminal_statuses, ',', '#')
+                                ~ '^[a-z][a-z0-9_]{0,62}(,[a-z][a-z0-9_]{0,62})*$'),
     description       text
 );
 COMMENT ON TABLE order_ext.machines IS
@@ -47,7 +51,7 @@ COMMENT ON TABLE order_ext.status_labels IS
 CREATE TABLE order_ext.timeouts (
     machine text     NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
     status  text     NOT NULL,
-    after   interval NOT NULL CHECK (after >= interval '0'),
+    after   interval NOT NULL CHECK (after >= interval '0' AND after <= interval '100 years'),
     event   text     NOT NULL,
     PRIMARY KEY (machine, status, event)
 );
@@ -136,6 +140,33 @@ CREATE FUNCTION order_ext.config_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'config_changed' LANGUAGE C;
 COMMENT ON FUNCTION order_ext.config_changed() IS
 'Trigger: a machine table changed; every backend drops its cached machine definitions at commit.';
+
+-- A machine orders (live or archived) or after-sales requests still name
+-- may not be renamed or deleted: transitions, timeouts and labels would
+-- follow the rename (ON UPDATE CASCADE) and the orders would be left with a
+-- machine that does not exist, unable to move or expire.
+CREATE FUNCTION order_ext.machine_in_use() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.machine IS NOT DISTINCT FROM OLD.machine THEN
+        RETURN NEW;
+    END IF;
+    IF EXISTS (SELECT 1 FROM order_ext.orders o WHERE o.machine = OLD.machine)
+       OR EXISTS (SELECT 1 FROM order_ext.orders_history h WHERE h.machine = OLD.machine)
+       OR (OLD.machine = 'after_sale' AND (EXISTS (SELECT 1 FROM order_ext.after_sales)
+                                          OR EXISTS (SELECT 1 FROM order_ext.after_sales_history))) THEN
+        RAISE EXCEPTION 'machine "%" is in use and cannot be %', OLD.machine,
+              CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'renamed' END
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = 'Orders (live or archived) or after-sales requests name it; they keep the machine they were created with.',
+                  HINT = 'Insert a machine under the new name for new orders; change this one''s transitions in place.';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+COMMENT ON FUNCTION order_ext.machine_in_use() IS
+'Trigger: refuses to rename or delete a machine that orders (live or archived) or after-sales requests still name (23503).';
+CREATE TRIGGER machines_in_use BEFORE UPDATE OF machine OR DELETE
+    ON order_ext.machines FOR EACH ROW EXECUTE FUNCTION order_ext.machine_in_use();
 
 CREATE TRIGGER machines_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON order_ext.machines FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
