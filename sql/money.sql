@@ -172,6 +172,9 @@ SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'RF-2')$$, pg_temp.id('r
        pg_temp.err(format($$SELECT order_ext.refund(%s, 'RF-2', amount => 0)$$, pg_temp.id('r'))) AS zero_amount,
        pg_temp.err(format($$SELECT order_ext.refund(%s, NULL, amount => 1)$$, pg_temp.id('r'))) AS null_refund_id;
 SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'RF-2', amount => 1)$$, order_ext.new_order_id())) AS no_such_order;
+-- refund ids of after-sales refunds are reserved: one taken here would make
+-- that request's refund OE004, leaving it approved for good
+SELECT pg_temp.err(format($$SELECT order_ext.refund(%s, 'after_sale:1', amount => 1)$$, pg_temp.id('r'))) AS reserved_refund_id;
 SELECT pg_temp.money('r');
 -- the rest in one refund, lines in any order: with the last unit comes the
 -- shipping fee (not shipped), and the order closes

@@ -238,7 +238,7 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 		else
 		{
 			OrderState	st;
-			char	   *refund_id = psprintf("after_sale:" INT64_FORMAT, as->id);
+			char	   *refund_id = psprintf(AFTER_SALE_REFUND_PREFIX INT64_FORMAT, as->id);
 			int64		before;
 
 			if (!OrderLock(as->order_id, &st))

@@ -61,6 +61,8 @@ typedef struct TransitionDef
 
 /* The machine every after-sales request runs on (aftersale.c). */
 #define AFTER_SALE_MACHINE	"after_sale"
+/* refund ids of after-sales refunds: this, then the request id (refund() refuses it) */
+#define AFTER_SALE_REFUND_PREFIX "after_sale:"
 
 extern const MachineDef *MachineLookup(const char *name);
 extern const TransitionDef *TransitionLookup(const char *machine, const char *from,

@@ -958,6 +958,13 @@ refund(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("restock must not be NULL")));
 	restock = PG_GETARG_BOOL(4);
+	if (strncmp(refund_id, AFTER_SALE_REFUND_PREFIX, strlen(AFTER_SALE_REFUND_PREFIX)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("refund_id \"%s\" is reserved", refund_id),
+				 errdetail("Refund ids beginning with \"" AFTER_SALE_REFUND_PREFIX "\" are those of after-sales"
+						   " requests' refunds (fire_after_sale's refund)."),
+				 errhint("Use a refund id of the payment gateway's, or of your own.")));
 	if (PG_ARGISNULL(2) == !has_amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
