@@ -74,6 +74,12 @@ SELECT pg_temp.err($$SELECT order_ext.set_stock(NULL, 1)$$) AS null_sku;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('', 1)$$) AS empty_sku;
 SELECT pg_temp.err($$SELECT order_ext.set_stock(repeat('x', 201), 1)$$) AS long_sku;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', NULL)$$) AS null_on_hand;
+-- NULL policy, hot or buckets: 22004 (it was read as the default, turning a
+-- hot on_pay SKU into a plain on_create one)
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, NULL)$$) AS null_policy,
+       pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => NULL)$$) AS null_hot,
+       pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, buckets => NULL)$$) AS null_buckets;
+SELECT count(*) AS nothing_written FROM order_ext.stock_skus WHERE sku = 'S-1';
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', -1)$$) AS negative_on_hand;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, 'later')$$) AS bad_policy;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => true, buckets => 1)$$) AS one_bucket_hot;

@@ -547,13 +547,14 @@ HoldingsAdd(int64 buyer_id, const StockSku *s, int64 qty)
 			 values, NULL, SPI_OK_INSERT_RETURNING);
 		if (SPI_processed == 1)
 			return;
-		Exec(OrderPlan(&holdings_get_plan,
-					   "SELECT qty FROM order_ext.buyer_holdings WHERE buyer_id = $1 AND sku = $2",
-					   2, types),
-			 values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
+	/* refused: what the buyer holds, for the message (also when this order alone is too much) */
+	Exec(OrderPlan(&holdings_get_plan,
+				   "SELECT qty FROM order_ext.buyer_holdings WHERE buyer_id = $1 AND sku = $2",
+				   2, types),
+		 values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+		held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	ereport(ERROR,
 			(errcode(ERRCODE_OE_PURCHASE_LIMIT),
 			 errmsg("purchase limit of sku \"%s\" exceeded", s->sku),
@@ -957,13 +958,19 @@ set_stock(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("on_hand must not be negative")));
-	policy = PG_ARGISNULL(2) ? "on_create" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	for (i = 2; i <= 4; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be NULL", i == 2 ? "policy" : i == 3 ? "hot" : "buckets"),
+					 errhint("Leave it out for its default.")));
+	policy = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (strcmp(policy, "on_create") != 0 && strcmp(policy, "on_pay") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("policy must be 'on_create' or 'on_pay', not \"%s\"", policy)));
-	hot = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
-	nb = PG_ARGISNULL(4) ? 16 : PG_GETARG_INT32(4);
+	hot = PG_GETARG_BOOL(3);
+	nb = PG_GETARG_INT32(4);
 	if (hot && (nb < 2 || nb > MAX_BUCKETS))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -31,7 +31,12 @@ CREATE FUNCTION order_ext.status_label(machine text, status text, role text) RET
 DECLARE
     result text;
 BEGIN
-    IF role IS NULL OR role NOT IN ('buyer', 'merchant', 'system', 'platform') THEN
+    IF machine IS NULL OR status IS NULL OR role IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN machine IS NULL THEN 'machine'
+                                                   WHEN status IS NULL THEN 'status' ELSE 'role' END
+            USING ERRCODE = '22004';
+    END IF;
+    IF role NOT IN ('buyer', 'merchant', 'system', 'platform') THEN
         RAISE EXCEPTION 'role must be one of buyer, merchant, system, platform'
             USING ERRCODE = '22023', DETAIL = format('Got %L.', role);
     END IF;

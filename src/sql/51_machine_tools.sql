@@ -9,6 +9,9 @@ CREATE OR REPLACE FUNCTION order_ext.validate_machine(name text) RETURNS SETOF t
 DECLARE
     m order_ext.machines;
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+    END IF;
     SELECT * INTO m FROM order_ext.machines WHERE machine = name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
@@ -80,6 +83,9 @@ DECLARE
     m order_ext.machines;
     dot text;
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+    END IF;
     SELECT * INTO m FROM order_ext.machines WHERE machine = name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
