@@ -425,6 +425,21 @@ SELECT order_id = :now_id AS same, version
 FROM order_ext.create_order(:now_id, 7, '[{"sku":"NOW-1","qty":1,"unit_price":100}]', shipping_fee => 10);
 SELECT count(*) AS events FROM order_ext.order_events WHERE order_id = :now_id;
 
+-- ids of times to come are new_order_id()'s: one more than 10 seconds ahead
+-- of the clock (and of every id this server issued) is refused, since it
+-- could be issued again; one just ahead is taken, and the generator moves
+-- past it, so new_order_id() never hands it out
+SELECT regexp_replace(pg_temp.err(format($$SELECT order_ext.create_order(%s, 7, '[{"sku":"NOW-1","qty":1,"unit_price":100}]')$$,
+                                         order_ext.min_order_id(clock_timestamp() + interval '1 minute'))),
+                      '\d{13,}', '<id>') AS minute_ahead;
+SELECT order_ext.min_order_id(clock_timestamp() + interval '300 ms') + 5 AS soon_id \gset
+SELECT order_id = :soon_id AS soon_taken
+FROM order_ext.create_order(:soon_id, 7, '[{"sku":"NOW-1","qty":1,"unit_price":100}]');
+SELECT order_ext.new_order_id() > :soon_id AS generator_moved_past;
+-- the same request again returns it, ahead or not
+SELECT order_id = :soon_id AS soon_again
+FROM order_ext.create_order(:soon_id, 7, '[{"sku":"NOW-1","qty":1,"unit_price":100}]');
+
 -- (try() names order_ext in a default: drop it first so that DROP
 -- EXTENSION has nothing of this session's temp schema to report)
 DROP FUNCTION pg_temp.try(jsonb, jsonb, bigint, jsonb, text, text, bigint, bigint);

@@ -103,9 +103,9 @@ SELECT who = current_user AS by_app, what FROM oe_regress_evil.ran ORDER BY what
 TRUNCATE oe_regress_evil.ran;
 
 -- every app function, with that search_path
-SELECT order_ext.min_order_id('2030-01-01 00:00:00+00') AS base \gset
+SELECT order_ext.min_order_id('2025-01-01 00:00:00+00') AS base \gset
 RESET ROLE;
-SELECT order_ext.create_partitions('2030-01-01 00:00:00+00', '2030-01-01 00:00:00+00') AS month;
+SELECT order_ext.create_partitions('2025-01-01 00:00:00+00', '2025-01-01 00:00:00+00') AS month;
 SET ROLE oe_regress_sec_app;
 SELECT order_id - :base AS n, status, version, payable_total
 FROM order_ext.create_order(:base + 1, 7, '[{"sku":"SEC-1","qty":2,"unit_price":300}]',

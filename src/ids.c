@@ -310,6 +310,44 @@ new_order_id(PG_FUNCTION_ARGS)
 }
 
 /*
+ * OrderIdClaim
+ *		Check a caller-supplied id of a new order (create_order), and keep
+ *		new_order_id() from ever handing it out.  An id ahead of the clock by
+ *		more than OE_ID_AHEAD_MS, and past the last id this server issued
+ *		(a clock stepped back leaves those ahead of it), is refused: it
+ *		could collide with an id issued later, and would put the order in a
+ *		month to come.  One of this node's ids past the generator's last
+ *		moves the generator past it (and the durable horizon with it).
+ */
+#define OE_ID_AHEAD_MS	10000	/* a restart resumes ids up to OE_ID_HORIZON_STEP_MS ahead, plus clock skew */
+
+void
+OrderIdClaim(int64 order_id)
+{
+	uint64		ms = (uint64) order_id >> OE_ID_TIME_SHIFT;
+	bool		ours = (((uint64) order_id >> OE_ID_SEQ_BITS) & OE_ID_MAX_NODE) == (uint64) oe_node_id;
+	uint64		word = (ms << OE_ID_SEQ_BITS) | ((uint64) order_id & OE_ID_SEQ_MASK);
+	uint64		last = id_state != NULL ? pg_atomic_read_u64(&id_state->last) : 0;
+
+	if (ms > NowMs() + OE_ID_AHEAD_MS && !(ours && id_state != NULL && word <= last))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_id " INT64_FORMAT " is ahead of the clock", order_id),
+				 errdetail("Its time is %s; ids of times to come are new_order_id()'s, and one taken"
+						   " now could be issued again.",
+						   timestamptz_to_str(OrderIdTime(order_id))),
+				 errhint("Get one from order_ext.new_order_id(); ids of past times may be supplied"
+						 " (importing history).")));
+	if (!ours || id_state == NULL || word <= last || RecoveryInProgress())
+		return;
+	while (word > last)
+		if (pg_atomic_compare_exchange_u64(&id_state->last, &last, word))
+			break;
+	if (ms >= pg_atomic_read_u64(&id_state->horizon))
+		ExtendHorizon(ms);
+}
+
+/*
  * OrderIdTime
  *		The creation time encoded in an order id.
  */

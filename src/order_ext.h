@@ -56,6 +56,7 @@ extern int	oe_request_ttl_s;
 extern void OrderIdsInit(void);
 extern void OrderIdsKeepAhead(void);
 extern int64 OrderIdMinForTime(TimestampTz t);
+extern void OrderIdClaim(int64 order_id);
 extern TimestampTz OrderIdTime(int64 order_id);
 
 /* How often the launcher calls OrderIdsKeepAhead(), at the most. */

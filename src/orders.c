@@ -447,6 +447,7 @@ ParseRequest(FunctionCallInfo fcinfo, CreateRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("order_id must be positive"),
 				 errhint("Get one from order_ext.new_order_id().")));
+	OrderIdClaim(req->order_id);
 	req->buyer_id = PG_GETARG_INT64(1);
 
 	machine = text_to_cstring(PG_GETARG_TEXT_PP(3));
