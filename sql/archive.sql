@@ -324,6 +324,15 @@ SELECT order_ext.archive('30 days') AS moved_april_last;
 SELECT count(*) AS live_april FROM order_ext.orders x JOIN a ON a.id = x.order_id;
 SELECT s.n, h.status, h.amount FROM s JOIN order_ext.after_sales_history h ON h.id = s.sid ORDER BY s.n;
 SELECT count(*) AS live_requests FROM order_ext.after_sales x JOIN a ON a.id = x.order_id;
+-- archived orders and requests do not move: OE001, as fire() answers (OE002
+-- first for a stale version); only what is nowhere is OE008
+SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, id)) AS open_archived,
+       pg_temp.err(format($$SELECT * FROM order_ext.split_order(%s)$$, id)) AS split_archived
+FROM a WHERE a.n = 3;
+SELECT pg_temp.err(format($$SELECT order_ext.fire_after_sale(%s, 'approve', actor => 'merchant')$$, sid)) AS fire_request_archived,
+       pg_temp.err(format($$SELECT order_ext.fire_after_sale(%s, 'approve', 1, 'merchant')$$, sid)) AS fire_request_stale
+FROM s WHERE n = 2;
+SELECT pg_temp.err($$SELECT order_ext.fire_after_sale(1, 'approve', actor => 'merchant')$$) AS fire_request_nowhere;
 -- a run that stopped between the orders and their requests (cancelled, or
 -- its statement_timeout) leaves archived orders' requests live; a later run
 -- sweeps them whatever its cutoff (here one before April), not only below it

@@ -457,8 +457,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!OrderLock(order_id, &st))
-		OrderNotFound(order_id);
+	OrderLockLive(order_id, &st, "after-sales are closed");
 	m = MachineLookup(st.machine);
 	if (m != NULL && MachineIsTerminal(m, st.status))
 		ereport(ERROR,
@@ -499,6 +498,38 @@ open_after_sale(PG_FUNCTION_ARGS)
 }
 
 /*
+ * AfterSaleNotLive
+ *		fire_after_sale for a request that is not live: one archived with
+ *		its order is OE002 if the version is stale (checked first, as
+ *		everywhere), else OE001, as fire() answers for an archived order;
+ *		one that is nowhere is OE008.
+ */
+static void
+AfterSaleNotLive(int64 id, bool has_expected, int32 expected, const char *event)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	int32		version;
+
+	values[0] = Int64GetDatum(id);
+	if (SPI_execute_with_args("SELECT version, status FROM order_ext.after_sales_history WHERE id = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read after-sale " INT64_FORMAT " in history", id);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_NOT_FOUND),
+				 errmsg("after-sale " INT64_FORMAT " does not exist", id)));
+	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	CheckVersion("after-sale", id, version, has_expected, expected);
+	ereport(ERROR,
+			(errcode(ERRCODE_OE_TRANSITION),
+			 errmsg("event \"%s\" is not allowed for after-sale " INT64_FORMAT " in status \"%s\": it is archived",
+					event, id, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
+			 errdetail("order_ext.archive() moved it, with its order, to the history tables.")));
+}
+
+/*
  * fire_after_sale(id, event, expected_version, actor) -> order_ext.after_sales
  */
 Datum
@@ -522,9 +553,7 @@ fire_after_sale(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (!AfterSaleLock(0, id, &as))
-		ereport(ERROR,
-				(errcode(ERRCODE_OE_NOT_FOUND),
-				 errmsg("after-sale " INT64_FORMAT " does not exist", id)));
+		AfterSaleNotLive(id, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), event);
 	RefuseInternalActor("after-sale", id, as.version, !PG_ARGISNULL(2),
 						PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), event, actor);
 	row = AfterSaleFire(&as, event, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2),

@@ -155,6 +155,27 @@ OrderNotFound(int64 order_id)
 }
 
 /*
+ * OrderLockLive
+ *		OrderLock for a call that changes a live order: an archived one is
+ *		OE001 ("it is archived: <what>"), as fire() answers, and one that
+ *		is nowhere OE008.
+ */
+void
+OrderLockLive(int64 order_id, OrderState *st, const char *what)
+{
+	OrderState	hist;
+
+	if (OrderLock(order_id, st))
+		return;
+	if (ArchivedOrderLock(order_id, &hist))
+		ereport(ERROR,
+				(errcode(ERRCODE_OE_TRANSITION),
+				 errmsg("order " INT64_FORMAT " is archived: %s", order_id, what),
+				 errdetail("order_ext.archive() moved it to the history tables; archived orders are finished.")));
+	OrderNotFound(order_id);
+}
+
+/*
  * OrderRefundedInFull
  *		Whether an order locked with OrderLock may close: it holds none of
  *		the money it took, or every unit of its lines is refunded (a shipped

@@ -463,8 +463,7 @@ split_order(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!OrderLock(order_id, &st))
-		OrderNotFound(order_id);
+	OrderLockLive(order_id, &st, "it cannot be split");
 	(void) TransitionCheck("order", order_id, st.machine, st.status, OE_EVENT_SPLIT, OE_ACTOR_INTERNAL,
 						   st.attrs);
 	if (st.refunded_total > 0)
