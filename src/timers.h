@@ -11,14 +11,17 @@ extern void TimersSchedule(const char *subject, int64 order_id, int64 subject_id
 /*
  * The SQL that schedules the timers of a status entered at a version, as a
  * CTE named tm: events and delays come as arrays (see TimersArrays);
- * nothing is written unless the SQL condition COND holds.
+ * nothing is written unless the SQL condition COND holds.  A timer row
+ * already there for that (order, subject, version, event) is kept: one an
+ * archived order left behind, when create_order inserts its id again
+ * (which is then refused with 40001, not a unique violation).
  */
 #define OE_TIMERS_CTE(COND, ORDER_ID, SUBJECT, SUBJECT_ID, STATUS, VERSION, EVENTS, AFTERS) \
 	"tm AS (INSERT INTO order_ext.timers" \
 	" (order_id, subject, subject_id, status, version, event, due_at)" \
 	" SELECT " ORDER_ID ", " SUBJECT ", " SUBJECT_ID ", " STATUS ", " VERSION ", tev, now() + taf" \
 	" FROM unnest(" EVENTS "::text[], " AFTERS "::interval[]) AS tu(tev, taf)" \
-	" WHERE " COND ")"
+	" WHERE " COND " ON CONFLICT DO NOTHING)"
 
 extern void TimersArrays(const char *machine, const char *status, Datum *events, Datum *afters);
 
