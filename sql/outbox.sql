@@ -106,5 +106,9 @@ SELECT pg_temp.err($$SELECT * FROM order_ext.read_events('')$$) AS empty_consume
        pg_temp.err($$SELECT * FROM order_ext.read_events('x', 0)$$) AS zero_max;
 SELECT pg_temp.err($$SELECT order_ext.ack_events('x', NULL)$$) AS null_ids,
        pg_temp.err($$SELECT order_ext.prune_outbox(0)$$) AS zero_prune;
+-- an ack from a consumer that never read (a misspelt name) is refused: it
+-- would register a consumer nobody reads for, keeping every event for good
+SELECT pg_temp.err($$SELECT order_ext.ack_events('mailr', '{1}')$$) AS unknown_consumer;
+SELECT count(*) AS registered FROM order_ext.consumers WHERE consumer = 'mailr';
 
 DROP EXTENSION order_ext CASCADE;

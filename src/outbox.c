@@ -70,8 +70,11 @@ ConsumerRegister(const char *consumer, bool from_now)
 
 /*
  * ConsumerHorizon
- *		The consumer's horizon (registering it from the start if new),
- *		locked FOR UPDATE if 'lock'.
+ *		The consumer's horizon, locked FOR UPDATE if 'lock' (ack_events).
+ *		A new consumer is registered from the start by a read; an ack from
+ *		a consumer never registered is refused: a misspelt name would
+ *		otherwise register a consumer nobody reads for, which keeps every
+ *		event from prune_outbox() for good.
  */
 static Datum
 ConsumerHorizon(const char *consumer, bool lock)
@@ -97,6 +100,13 @@ ConsumerHorizon(const char *consumer, bool lock)
 			elog(ERROR, "could not read consumer");
 		if (SPI_processed > 0)
 			return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (lock)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("consumer \"%s\" is not registered", consumer),
+					 errdetail("It has read no events: read_events() registers a consumer, and so does"
+							   " register_consumer()."),
+					 errhint("Check the consumer name.")));
 		(void) ConsumerRegister(consumer, false);
 	}
 	elog(ERROR, "consumer \"%s\" vanished while registering", consumer);
