@@ -82,6 +82,7 @@
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -589,6 +590,31 @@ HistoryIndexesMissing(Relation hist, Relation live)
 }
 
 /*
+ * MonthBusy
+ *		Whether some transaction holds one of the month's live partitions
+ *		in a mode that SHARE conflicts with (a writer at work), looked at
+ *		without waiting and without keeping any lock.
+ */
+static bool
+MonthBusy(ArchiveMonth *m)
+{
+	Oid			nsp = get_namespace_oid("order_ext", false);
+	int			t;
+
+	for (t = 0; t < OrderTablesCount; t++)
+	{
+		Oid			relid = get_relname_relid(m->live[t], nsp);
+
+		if (!OidIsValid(relid))
+			continue;
+		if (!ConditionalLockRelationOid(relid, ShareLock))
+			return true;
+		UnlockRelationOid(relid, ShareLock);
+	}
+	return false;
+}
+
+/*
  * MonthWholeReady
  *		Before a month moves whole.  NULL, or why its live partitions cannot
  *		be attached to the history tables as they are (a column history has
@@ -600,9 +626,10 @@ HistoryIndexesMissing(Relation hist, Relation live)
  *		against everyone; built here, one transaction per table, they lock
  *		only that partition against writes (as CREATE INDEX does), and
  *		ATTACH takes them as they are.  Nothing built for a month that is not
- *		finished: *unfinished says so, found with a plain read before any of
- *		the month's locks are asked for (it goes by batches).  A partition
- *		that stays busy past lock_timeout is left to ATTACH.
+ *		finished.  *unfinished: a writer is at work in the month and a
+ *		plain read found an unfinished order (it goes by batches, without
+ *		asking for the month's locks).  A partition that stays busy past
+ *		lock_timeout is left to ATTACH.
  */
 static const char *
 MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty, volatile bool *unfinished)
@@ -652,14 +679,15 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty, volatil
 				missing = *empty ? NIL : missing;
 
 				/*
-				 * A month with an unfinished order goes by batches, found
-				 * with a plain read too: its locks, waited for while a
-				 * writer works in the month, would queue that month's
-				 * traffic behind them for nothing.  (Stops at the first
-				 * unfinished order; under the locks MonthWhole checks
-				 * again.)
+				 * A writer at work in the month (one of its partitions not
+				 * free for SHARE now): whether the month has an unfinished
+				 * order, with a plain read (it stops at the first).  If it
+				 * has, it goes by batches: the month's locks, waited for
+				 * behind that writer, would queue the month's traffic
+				 * behind them for nothing.  A month nobody writes to is
+				 * checked under its locks only (MonthWhole), as before.
 				 */
-				if (!*empty)
+				if (!*empty && MonthBusy(m))
 					finished = MonthFinished(st, m, &count) ? 1 : 0;
 			}
 			foreach(lc, finished == 1 ? missing : NIL)
