@@ -690,6 +690,8 @@ MonthWholeReady(ArchiveState *st, ArchiveMonth *m, volatile bool *empty, volatil
 				if (!*empty && MonthBusy(m))
 					finished = MonthFinished(st, m, &count) ? 1 : 0;
 			}
+			if (missing != NIL && finished < 0)
+				finished = MonthFinished(st, m, &count) ? 1 : 0;
 			foreach(lc, finished == 1 ? missing : NIL)
 			{
 				TimestampTz start = GetCurrentTimestamp();
