@@ -94,11 +94,27 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actor
 INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
     ('bad_timeout', 'a', '1 hour', 'go'),
     ('bad_timeout', 'a', '2 hours', 'nope');
+-- (stock: ok_machine's one way to the end ships what the order reserved;
+-- the others end orders that may hold reservations, problem 7)
+UPDATE order_ext.transitions SET effects = '{stock:commit}' WHERE machine = 'ok_machine';
 
 SELECT m AS machine, p AS problem
 FROM unnest('{unreachable,dead_end,dup,bad_timeout,bad_actor,term_out,empty,loop,trap,ok_machine}'::text[]) WITH ORDINALITY u(m, n)
 LEFT JOIN LATERAL order_ext.validate_machine(m) p ON true
 ORDER BY n, p;
+
+-- stock: a transition that ends orders which may still hold reservations
+-- (their units would stay reserved for good, archived or not); held again
+-- after a release by stock:reserve; none once released or committed
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses) VALUES ('leaky', 'a', '{done,gone}');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects) VALUES
+    ('leaky', 'a', 'go',      'done', '{system}', '{stock:commit}'),
+    ('leaky', 'a', 'hold',    'h',    '{system}', '{stock:release}'),
+    ('leaky', 'h', 'drop',    'gone', '{system}', '{}'),
+    ('leaky', 'h', 'resume',  'r',    '{system}', '{stock:reserve}'),
+    ('leaky', 'r', 'abandon', 'gone', '{system}', '{}'),
+    ('leaky', 'r', 'go',      'done', '{system}', '{stock:commit}');
+SELECT * FROM order_ext.validate_machine('leaky');
 
 -- fire() on a duplicated (from, event) pair: OE001 naming validate_machine
 SELECT pg_temp.new_order('dup') AS dup_id \gset
@@ -107,6 +123,7 @@ SELECT status, version, (SELECT count(*) FROM order_ext.order_events WHERE order
 FROM order_ext.orders WHERE order_id = :dup_id;
 -- once fixed, the machine is valid and the pair fires
 DELETE FROM order_ext.transitions WHERE machine = 'dup' AND from_status = 'a' AND to_status = 'done';
+UPDATE order_ext.transitions SET effects = '{stock:commit}' WHERE machine = 'dup' AND event = 'finish';
 SELECT count(*) AS problems FROM order_ext.validate_machine('dup');
 SELECT status, version FROM order_ext.fire(:dup_id, 'go', 1);
 

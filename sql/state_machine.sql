@@ -414,12 +414,12 @@ INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses, desc
 VALUES ('preorder', 'deposit_pending', '{completed,cancelled}', 'Pre-sale: deposit, then balance');
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
     ('preorder', 'deposit_pending', 'pay_deposit',     'deposit_paid',    '{system}',       '{}',                   NULL),
-    ('preorder', 'deposit_pending', 'cancel',          'cancelled',       '{buyer,system}', '{stamp:closed_at}',    NULL),
+    ('preorder', 'deposit_pending', 'cancel',          'cancelled',       '{buyer,system}', '{stamp:closed_at,stock:release}', NULL),
     ('preorder', 'deposit_paid',    'open_balance',    'balance_pending', '{system}',       '{}',                   NULL),
     ('preorder', 'deposit_paid',    'fast_track',      'paid',            '{merchant}',     '{stamp:paid_at}',      '{"vip": true}'),
     ('preorder', 'balance_pending', 'pay',             'paid',            '{system}',       '{stamp:paid_at}',      NULL),
-    ('preorder', 'balance_pending', 'cancel',          'cancelled',       '{buyer,system}', '{stamp:closed_at}',    NULL),
-    ('preorder', 'paid',            'ship',            'shipped',         '{merchant}',     '{stamp:shipped_at}',   NULL),
+    ('preorder', 'balance_pending', 'cancel',          'cancelled',       '{buyer,system}', '{stamp:closed_at,stock:release}', NULL),
+    ('preorder', 'paid',            'ship',            'shipped',         '{merchant}',     '{stamp:shipped_at,stock:commit}', NULL),
     ('preorder', 'shipped',         'confirm_receipt', 'completed',       '{buyer,system}', '{stamp:received_at,stamp:completed_at}', NULL);
 SELECT count(*) AS problems FROM order_ext.validate_machine('preorder');
 

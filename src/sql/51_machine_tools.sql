@@ -28,6 +28,17 @@ BEGIN
         SELECT unnest(m.terminal_statuses)
         UNION
         SELECT t.from_status FROM t JOIN ends e ON t.to_status = e.status
+    ), hold(status, holding) AS (
+        -- (status, whether an order there may hold stock reservations):
+        -- at the start it may (on_create SKUs reserve at create_order);
+        -- stock:release and stock:commit end them, stock:reserve makes some
+        SELECT m.initial_status, true
+        UNION
+        SELECT t.to_status,
+               CASE WHEN t.effects && ARRAY['stock:release', 'stock:commit'] THEN false
+                    WHEN 'stock:reserve' = ANY (t.effects) THEN true
+                    ELSE h.holding END
+          FROM t JOIN hold h ON t.from_status = h.status
     ), statuses AS (
         SELECT m.initial_status AS status
         UNION SELECT from_status FROM t
@@ -67,11 +78,23 @@ BEGIN
         SELECT 6, format('transition (%s, %s) names an unknown actor (%s)', from_status, event,
                          array_to_string(actors, ', '))
           FROM t WHERE NOT actors <@ ARRAY['buyer', 'merchant', 'system', 'platform', 'internal']
+        UNION ALL
+        -- an order that ends holding reservations keeps their units from
+        -- everyone for good (archived or not); split (internal) hands its
+        -- reservations to the children itself
+        SELECT 7, format('transition (%s, %s) ends orders in %s that may still hold stock reservations'
+                         ' (no stock:release or stock:commit on the way)', t.from_status, t.event, t.to_status)
+          FROM t
+         WHERE name <> 'after_sale'
+           AND t.to_status = ANY (m.terminal_statuses)
+           AND NOT (t.effects && ARRAY['stock:release', 'stock:commit'])
+           AND NOT ('internal' = ANY (t.actors))
+           AND EXISTS (SELECT 1 FROM hold h WHERE h.status = t.from_status AND h.holding)
     )
     SELECT p.problem FROM problems p ORDER BY p.ord, p.problem;
 END $$;
 COMMENT ON FUNCTION order_ext.validate_machine(text) IS
-'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out or no way to a terminal status, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors.';
+'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out or no way to a terminal status, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors, transitions that end orders which may still hold stock reservations.';
 
 -- Every node id and label is a DOT quoted string ("…", with " and \
 -- escaped): statuses may be DOT's keywords (graph, node, edge, strict, …),
