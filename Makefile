@@ -49,17 +49,19 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 
 # Upgrade from 0.1: the changes to 0.1's objects (src/upgrade/0.1--0.2.sql),
 # the parts that are new since 0.1, the role_grants rows of 0.1's objects,
-# then the privileges, dump and partitions parts (idempotent or new).
+# then the privileges, dump and partitions parts (idempotent or new), and
+# last the grants of 0.2 for the roles 0.1 let in.
 UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql src/sql/51_machine_tools.sql src/sql/55_money.sql \
                   src/sql/56_after_sales.sql src/sql/57_split.sql src/sql/58_outbox.sql src/sql/60_archive.sql \
                   src/sql/70_worker.sql src/sql/80_requests.sql
 UPGRADE_0_1_OLD = src/sql/02_ids.sql src/sql/10_machines.sql src/sql/20_order_tables.sql \
                   src/sql/30_partitions.sql src/sql/40_create_order.sql src/sql/50_state_machine.sql
 UPGRADE_0_1_END = src/sql/90_privileges.sql src/sql/95_stats.sql src/sql/98_dump.sql src/sql/99_ready.sql
-$(EXTENSION)--0.1--0.2.sql: src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW) $(UPGRADE_0_1_OLD) $(UPGRADE_0_1_END)
+$(EXTENSION)--0.1--0.2.sql: src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW) $(UPGRADE_0_1_OLD) $(UPGRADE_0_1_END) \
+                           src/upgrade/0.1--0.2-end.sql
 	{ cat src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW); \
 	  awk '/^INSERT INTO order_ext.role_grants/,/;$$/' $(UPGRADE_0_1_OLD); \
-	  cat $(UPGRADE_0_1_END); } > $@
+	  cat $(UPGRADE_0_1_END) src/upgrade/0.1--0.2-end.sql; } > $@
 
 .PHONY: bench demo test
 bench:

@@ -87,8 +87,13 @@ LANGUAGE sql AS $$
     FROM order_ext.role_grants
 $$;
 
--- 1. the released version, with orders made there
+-- 1. the released version, with orders made there, and two roles let in
+-- there (an app role, then an admin role)
 CREATE EXTENSION order_ext VERSION '0.1';
+CREATE ROLE oe_regress_up_app;
+CREATE ROLE oe_regress_up_admin;
+SELECT order_ext.grant_app('oe_regress_up_app');
+SELECT order_ext.grant_admin('oe_regress_up_admin');
 SELECT extversion FROM pg_extension WHERE extname = 'order_ext';
 CREATE TABLE public.oe_ids AS
 SELECT n, order_ext.min_order_id(now()) + n AS id FROM generate_series(1, 3) n;
@@ -113,10 +118,23 @@ SELECT status, version FROM order_ext.create_order((SELECT id FROM oe_ids WHERE 
        '[{"sku":"UP-3","qty":1,"unit_price":700}]');
 SELECT n, v.version, v.event FROM oe_ids, order_ext.timeline(oe_ids.id) v ORDER BY n, v.version;
 
--- 3. a fresh install of the current version
+-- the roles let in at 0.1 may use what 0.2 added, with no grant again
+SELECT id AS up_id FROM oe_ids WHERE n = 1 \gset
+SET ROLE oe_regress_up_app;
+SELECT order_ext.claim_request('up:1', 'f') IS NULL AS app_claims,
+       (order_ext.find_order(:up_id)).order_id = :up_id AS app_finds;
+SET ROLE oe_regress_up_admin;
+SELECT (order_ext.set_stock('UP-9', 5)).on_hand AS admin_sets_stock,
+       order_ext.prune_requests() >= 0 AS admin_prunes;
+RESET ROLE;
+
+-- 3. a fresh install of the current version, the same roles let in there
+-- (the comparison below reads privileges too: they must be the same)
 DROP EXTENSION order_ext CASCADE;
 DROP SCHEMA IF EXISTS order_ext CASCADE;
 CREATE EXTENSION order_ext;
+SELECT order_ext.grant_app('oe_regress_up_app');
+SELECT order_ext.grant_admin('oe_regress_up_admin');
 CREATE TABLE public.oe_fresh AS SELECT * FROM public.oe_describe();
 
 -- what differs (no rows: the upgrade gives exactly a fresh install)
@@ -128,4 +146,6 @@ SELECT count(*) > 100 AS compared_many_objects, count(DISTINCT kind) AS kinds FR
 
 DROP EXTENSION order_ext CASCADE;
 DROP TABLE oe_ids, oe_upgraded, oe_fresh;
+DROP OWNED BY oe_regress_up_app, oe_regress_up_admin;
+DROP ROLE oe_regress_up_app, oe_regress_up_admin;
 DROP FUNCTION oe_describe();
