@@ -105,7 +105,7 @@ SELECT count(*) AS still_there FROM order_ext.requests WHERE key = 'forgot:1';
 SELECT order_ext.prune_requests() AS pruned;
 SELECT left(key, 16) AS key FROM order_ext.requests ORDER BY key;
 -- a shorter TTL (superuser only) prunes the rest
-SET order_ext.request_ttl = '1s';
+SET order_ext.request_ttl = '2s';
 SELECT pg_sleep(1.1);
 SELECT order_ext.prune_requests() AS pruned;
 SELECT count(*) AS keys FROM order_ext.requests;
@@ -146,5 +146,19 @@ SELECT count(DISTINCT order_ext.issue_token()) AS distinct_tokens FROM generate_
 SELECT pg_temp.err($$SELECT order_ext.issue_token(NULL)$$) AS null_ttl;
 SELECT pg_temp.err($$SELECT order_ext.issue_token('0')$$) AS zero_ttl;
 SELECT pg_temp.err($$SELECT order_ext.issue_token('-1 minute')$$) AS negative_ttl;
+
+-- a key's time to live and a token's run from the claim and the issue, not
+-- from the start of their transaction: a transaction that ran for longer
+-- than the ttl before claiming keeps its key, and its token
+SET order_ext.request_ttl = '2s';
+BEGIN;
+SELECT pg_sleep(2.2);
+SELECT order_ext.claim_request('late:1', 'f') IS NULL AS late_claimed;
+SELECT order_ext.complete_request('late:1', '{"done": 1}');
+SELECT order_ext.issue_token('2 seconds') AS late_token \gset
+COMMIT;
+SELECT order_ext.claim_request('late:1', 'f') AS late_again;
+SELECT order_ext.consume_token(:'late_token') AS late_token_valid;
+RESET order_ext.request_ttl;
 
 DROP EXTENSION order_ext CASCADE;

@@ -81,7 +81,7 @@ RequestKeyArg(FunctionCallInfo fcinfo, int argno)
 static TimestampTz
 RequestCutoff(void)
 {
-	return GetCurrentTransactionStartTimestamp() - (int64) oe_request_ttl_s * USECS_PER_SEC;
+	return GetCurrentTimestamp() - (int64) oe_request_ttl_s * USECS_PER_SEC;
 }
 
 /*
@@ -118,7 +118,7 @@ claim_request(PG_FUNCTION_ARGS)
 		/* waits for a transaction holding the same key, then goes on */
 		if (SPI_execute_plan(OrderPlan(&claim_insert_plan,
 									   "INSERT INTO order_ext.requests (key, fingerprint, created_at)"
-									   " VALUES ($1, $2, now()) ON CONFLICT (key) DO NOTHING",
+									   " VALUES ($1, $2, clock_timestamp()) ON CONFLICT (key) DO NOTHING",
 									   2, argtypes),
 							 values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not claim request key");
@@ -284,7 +284,7 @@ issue_token(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_plan(OrderPlan(&token_insert_plan,
 								   "INSERT INTO order_ext.tokens (token_hash, expires_at)"
-								   " VALUES (sha256(convert_to($1, 'UTF8')), now() + $2)",
+								   " VALUES (sha256(convert_to($1, 'UTF8')), clock_timestamp() + $2)",
 								   2, argtypes),
 						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not store token");
@@ -311,7 +311,7 @@ consume_token(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_plan(OrderPlan(&token_consume_plan,
 								   "DELETE FROM order_ext.tokens WHERE token_hash = sha256(convert_to($1, 'UTF8'))"
-								   " RETURNING expires_at > now()",
+								   " RETURNING expires_at > clock_timestamp()",
 								   1, argtypes),
 						 values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not consume token");
