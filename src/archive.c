@@ -1038,10 +1038,29 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		return;
 	}
 
-	/* the history partitions of this month */
 	initStringInfo(&sql);
 	BgXactBegin();
 	SetLockTimeout();
+
+	/*
+	 * No order below the cutoff left in the month (one emptied by earlier
+	 * runs, say): nothing to move and nothing to log, on every run after.
+	 */
+	appendStringInfo(&sql, "SELECT NOT EXISTS (SELECT 1 FROM order_ext.%s WHERE order_id < " INT64_FORMAT ")",
+					 quote_identifier(m->live[0]), upper);
+	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read %s", m->live[0]);
+	{
+		bool		isnull;
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		{
+			BgXactCommit();
+			return;
+		}
+	}
+
+	/* the history partitions of this month */
 	for (t = 0; t < OrderTablesCount; t++)
 	{
 		if (m->live[t] == NULL || m->hist[t] != NULL)

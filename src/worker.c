@@ -632,7 +632,12 @@ OrderWorkerMain(Datum main_arg)
 
 		if (oe_stop_requested)
 		{
-			/* exit code 1: the launcher starts it again if it should run */
+			/*
+			 * exit code 1: the launcher starts it again if it should run.
+			 * The cancel BgSigterm set for a statement is moot now: left
+			 * pending, it was raised on the way out, as a false ERROR.
+			 */
+			QueryCancelPending = false;
 			ereport(LOG, (errmsg("order_ext worker: stopped on request")));
 			proc_exit(1);
 		}

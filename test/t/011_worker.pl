@@ -67,9 +67,13 @@ ok(wait_for($node, 'wdb', q{SELECT EXISTS (SELECT 1 FROM order_ext.orders_histor
 
 # pg_terminate_backend: the worker comes back
 my $pid = $node->safe_psql('postgres', $WORKER);
+my $stop_from = -s $node->logfile;
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER) AND NOT EXISTS ($WORKER AND pid = $pid)", 40),
 	'after pg_terminate_backend the worker comes back (a new process)');
+my $stop_log = slurp_file($node->logfile, $stop_from);
+unlike($stop_log, qr/ERROR:\s+canceling statement due to user request/,
+	'and its clean stop logged no false ERROR (the cancel its SIGTERM set was raised on the way out)');
 my $runs = $node->safe_psql('wdb', $RUNS);
 ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
 

@@ -154,6 +154,13 @@ my ($orders, $not_one, $misplaced) = split /\|/, placement($node, 'postgres');
 is("$orders|$not_one|$misplaced", $N . '|0|0', 'every order in one place, with its rows');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/moves by SQL statements/, 'every month went by the mover');
+# the month is empty now: later runs pass it over without a word (they
+# logged "batches of orders_p2024_01" on every run, the worker's included)
+is($node->safe_psql('postgres', "SELECT count(*) FROM order_ext.orders_p2024_01"), '0', 'January is empty');
+my $quiet_from = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT order_ext.archive('30 days', 1000)"), '0', 'a run moves nothing');
+unlike(slurp_file($node->logfile, $quiet_from), qr/batches of orders_p2024_01/,
+	'and says nothing of the emptied month');
 
 # 4. row-level security on a live partition: the mover reads below it, so
 #    that month goes by the statements (which apply it), and the log says why
