@@ -72,6 +72,12 @@ SELECT pg_temp.err('SELECT order_ext.archive(NULL)') AS null_older_than;
 SELECT pg_temp.err('SELECT order_ext.archive(''1 day'', NULL)') AS null_batch_size;
 SELECT pg_temp.err('SELECT order_ext.archive(''-1 day'')') AS negative_older_than;
 SELECT pg_temp.err('SELECT order_ext.archive(''1 day'', 0)') AS zero_batch_size;
+-- the worker's order_ext.archive_after: an interval not negative as a whole
+-- ('1 mon -1 day' is fine; one field below zero was refused); checked as
+-- ALTER SYSTEM writes it
+ALTER SYSTEM SET order_ext.archive_after = '1 day -25 hours';
+ALTER SYSTEM SET order_ext.archive_after = '1 mon -1 day';
+ALTER SYSTEM RESET order_ext.archive_after;
 -- it commits batch by batch elsewhere: not inside a transaction that wrote
 BEGIN;
 INSERT INTO order_ext.order_payments (order_id, kind, txn_id, amount)

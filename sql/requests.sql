@@ -146,6 +146,8 @@ SELECT count(DISTINCT order_ext.issue_token()) AS distinct_tokens FROM generate_
 SELECT pg_temp.err($$SELECT order_ext.issue_token(NULL)$$) AS null_ttl;
 SELECT pg_temp.err($$SELECT order_ext.issue_token('0')$$) AS zero_ttl;
 SELECT pg_temp.err($$SELECT order_ext.issue_token('-1 minute')$$) AS negative_ttl;
+SELECT pg_temp.err($$SELECT order_ext.issue_token('1000000 years')$$) AS absurd_ttl,
+       pg_temp.err($$SELECT order_ext.issue_token('100 years')$$) ~ '^ok' AS hundred_years;
 
 -- a key's time to live and a token's run from the claim and the issue, not
 -- from the start of their transaction: a transaction that ran for longer

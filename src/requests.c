@@ -271,6 +271,20 @@ issue_token(PG_FUNCTION_ARGS)
 				 errmsg("ttl must be positive"),
 				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out,
 																		  IntervalPGetDatum(ttl))))));
+	{
+		/* a token's expiry must be a time (an absurd ttl overflowed inside the INSERT) */
+		Interval	most;
+
+		memset(&most, 0, sizeof(most));
+		most.month = 100 * MONTHS_PER_YEAR;
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
+											  IntervalPGetDatum(&most))) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ttl must be at most 100 years"),
+					 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out,
+																			  IntervalPGetDatum(ttl))))));
+	}
 	if (!pg_strong_random(raw, sizeof(raw)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
