@@ -722,8 +722,8 @@ DatabaseOid(const char *name)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
-		if (strcmp(NameStr(db->datname), name) == 0 && db->datallowconn)
-			result = db->oid;
+		if (strcmp(NameStr(db->datname), name) == 0)
+			result = db->datallowconn ? db->oid : InvalidOid;
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -736,6 +736,9 @@ DatabaseOid(const char *name)
  *		(when due), stop those of databases no longer configured; returns
  *		how long to sleep at most.
  */
+/* a database past MAX_WORKERS was warned of, and the list is still too long */
+static bool overflow_warned = false;
+
 static long
 LauncherSync(void)
 {
@@ -744,6 +747,7 @@ LauncherSync(void)
 	char	   *save;
 	TimestampTz now = GetCurrentTimestamp();
 	long		sleep_ms = 10000;
+	bool		overflow = false;
 	int			i;
 
 	for (i = 0; i < MAX_WORKERS; i++)
@@ -780,7 +784,15 @@ LauncherSync(void)
 		if (w == NULL)
 		{
 			if (free_slot < 0)
+			{
+				/* said once until the list fits again */
+				if (!overflow_warned)
+					ereport(WARNING,
+							(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases is past the"
+									" %d databases one launcher serves; it gets no worker", name, MAX_WORKERS)));
+				overflow = true;
 				continue;
+			}
 			w = &launched[free_slot];
 			memset(w, 0, sizeof(*w));
 			strlcpy(w->dbname, name, NAMEDATALEN);
@@ -790,7 +802,8 @@ LauncherSync(void)
 		if (!OidIsValid(w->dboid) && !w->warned)
 		{
 			ereport(WARNING,
-					(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases does not exist", name)));
+					(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases does not exist"
+							" or does not allow connections", name)));
 			w->warned = true;
 		}
 		else if (OidIsValid(w->dboid))
@@ -798,6 +811,7 @@ LauncherSync(void)
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	overflow_warned = overflow;
 
 	for (i = 0; i < MAX_WORKERS; i++)
 	{

@@ -212,6 +212,18 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE bac
 	'and no worker comes back for the dropped database');
 ok($node->safe_psql('postgres', "SELECT count(*) FROM ($LAUNCHER) l") == 1, 'the launcher is still there');
 
+# a database that allows no connections is named as such; databases past
+# the 64 one launcher serves are warned of, not ignored without a word
+$node->safe_psql('postgres', 'CREATE DATABASE closed_db; ALTER DATABASE closed_db ALLOW_CONNECTIONS false');
+my $many = join(',', 'closed_db', map { "nodb$_" } 1 .. 63) . ',past_the_limit';
+$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.worker_databases = '$many'; SELECT pg_reload_conf()");
+ok(wait_for($node, 'postgres', 'SELECT true', 5)
+   && $node->wait_for_log(qr/database "closed_db" in order_ext.worker_databases does not exist or does not allow connections/),
+	'a database that allows no connections is named as such');
+ok($node->wait_for_log(qr/database "past_the_limit" in order_ext.worker_databases is past the 64 databases one launcher serves/),
+	'a database past the 64th is warned of');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET order_ext.worker_databases; SELECT pg_reload_conf()');
+
 # SIGTERM (fast shutdown) stops everything promptly
 my $t0 = time;
 $node->stop('fast');
