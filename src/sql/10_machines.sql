@@ -141,32 +141,8 @@ CREATE FUNCTION order_ext.config_changed() RETURNS trigger
 COMMENT ON FUNCTION order_ext.config_changed() IS
 'Trigger: a machine table changed; every backend drops its cached machine definitions at commit.';
 
--- A machine orders (live or archived) or after-sales requests still name
--- may not be renamed or deleted: transitions, timeouts and labels would
--- follow the rename (ON UPDATE CASCADE) and the orders would be left with a
--- machine that does not exist, unable to move or expire.
-CREATE FUNCTION order_ext.machine_in_use() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.machine IS NOT DISTINCT FROM OLD.machine THEN
-        RETURN NEW;
-    END IF;
-    IF EXISTS (SELECT 1 FROM order_ext.orders o WHERE o.machine = OLD.machine)
-       OR EXISTS (SELECT 1 FROM order_ext.orders_history h WHERE h.machine = OLD.machine)
-       OR (OLD.machine = 'after_sale' AND (EXISTS (SELECT 1 FROM order_ext.after_sales)
-                                          OR EXISTS (SELECT 1 FROM order_ext.after_sales_history))) THEN
-        RAISE EXCEPTION 'machine "%" is in use and cannot be %', OLD.machine,
-              CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'renamed' END
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = 'Orders (live or archived) or after-sales requests name it; they keep the machine they were created with.',
-                  HINT = 'Insert a machine under the new name for new orders; change this one''s transitions in place.';
-    END IF;
-    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
-END $$;
-COMMENT ON FUNCTION order_ext.machine_in_use() IS
-'Trigger: refuses to rename or delete a machine that orders (live or archived) or after-sales requests still name (23503).';
-CREATE TRIGGER machines_in_use BEFORE UPDATE OF machine OR DELETE
-    ON order_ext.machines FOR EACH ROW EXECUTE FUNCTION order_ext.machine_in_use();
+-- (machine_in_use, the trigger that keeps a machine orders name from being
+-- renamed or deleted: 51_machine_tools.sql)
 
 CREATE TRIGGER machines_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON order_ext.machines FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();

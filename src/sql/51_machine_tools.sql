@@ -1,8 +1,64 @@
 --------------------------------------------------------------------------
--- order_ext.validate_machine(name) and order_ext.machine_dot(name): a
--- machine's problems, and the machine as Graphviz text.  CREATE OR REPLACE,
--- so that the upgrade from 0.1 (which had older bodies) runs this same file.
+-- order_ext.status_label(machine, status, role), validate_machine(name) and
+-- machine_dot(name): what a role sees for a status, a machine's problems,
+-- and the machine as Graphviz text; and the trigger that keeps a machine
+-- orders name from being renamed or deleted.  CREATE OR REPLACE, so that
+-- the upgrade from 0.1 (which had older bodies, and no trigger) runs this
+-- same file.
 --------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION order_ext.status_label(machine text, status text, role text) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result text;
+BEGIN
+    IF machine IS NULL OR status IS NULL OR role IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN machine IS NULL THEN 'machine'
+                                                   WHEN status IS NULL THEN 'status' ELSE 'role' END
+            USING ERRCODE = '22004';
+    END IF;
+    IF role NOT IN ('buyer', 'merchant', 'system', 'platform') THEN
+        RAISE EXCEPTION 'role must be one of buyer, merchant, system, platform'
+            USING ERRCODE = '22023', DETAIL = format('Got %L.', role);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM order_ext.machines m WHERE m.machine = status_label.machine) THEN
+        RAISE EXCEPTION 'machine "%" does not exist', machine USING ERRCODE = '22023';
+    END IF;
+    SELECT l.label INTO result FROM order_ext.status_labels l
+     WHERE l.machine = status_label.machine AND l.status = status_label.status
+       AND l.role = status_label.role;
+    RETURN coalesce(result, status);
+END $$;
+COMMENT ON FUNCTION order_ext.status_label(text, text, text) IS
+'What a role (buyer, merchant, system, platform) sees for a status of a machine; the status itself where no label is defined.';
+
+-- A machine orders (live or archived) or after-sales requests still name
+-- may not be renamed or deleted: transitions, timeouts and labels would
+-- follow the rename (ON UPDATE CASCADE) and the orders would be left with a
+-- machine that does not exist, unable to move or expire.
+CREATE OR REPLACE FUNCTION order_ext.machine_in_use() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.machine IS NOT DISTINCT FROM OLD.machine THEN
+        RETURN NEW;
+    END IF;
+    IF EXISTS (SELECT 1 FROM order_ext.orders o WHERE o.machine = OLD.machine)
+       OR EXISTS (SELECT 1 FROM order_ext.orders_history h WHERE h.machine = OLD.machine)
+       OR (OLD.machine = 'after_sale' AND (EXISTS (SELECT 1 FROM order_ext.after_sales)
+                                          OR EXISTS (SELECT 1 FROM order_ext.after_sales_history))) THEN
+        RAISE EXCEPTION 'machine "%" is in use and cannot be %', OLD.machine,
+              CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'renamed' END
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = 'Orders (live or archived) or after-sales requests name it; they keep the machine they were created with.',
+                  HINT = 'Insert a machine under the new name for new orders; change this one''s transitions in place.';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+COMMENT ON FUNCTION order_ext.machine_in_use() IS
+'Trigger: refuses to rename or delete a machine that orders (live or archived) or after-sales requests still name (23503).';
+CREATE TRIGGER machines_in_use BEFORE UPDATE OF machine OR DELETE
+    ON order_ext.machines FOR EACH ROW EXECUTE FUNCTION order_ext.machine_in_use();
+
 
 CREATE OR REPLACE FUNCTION order_ext.validate_machine(name text) RETURNS SETOF text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
