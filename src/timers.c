@@ -192,14 +192,28 @@ typedef enum TimerClaim
  *		by primary key.  A timer whose order is archived or gone is deleted
  *		too (TIMER_GONE: nothing to fire).
  */
+/* A timer's row as SQL parameters $1..$6, in the timers table's order. */
+static Oid	timer_argtypes[6] = {INT8OID, TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID};
+
+static void
+TimerValues(const Timer *tm, Datum *values)
+{
+	values[0] = Int64GetDatum(tm->order_id);
+	values[1] = CStringGetTextDatum(tm->subject);
+	values[2] = Int64GetDatum(tm->subject_id);
+	values[3] = CStringGetTextDatum(tm->status);
+	values[4] = Int32GetDatum(tm->version);
+	values[5] = CStringGetTextDatum(tm->event);
+}
+
 static TimerClaim
 ClaimTimer(const Timer *tm)
 {
-	Oid			argtypes[5] = {INT8OID, TEXTOID, INT8OID, INT4OID, TEXTOID};
-	Datum		values[5];
+	Oid		   *argtypes = timer_argtypes;
+	Datum		values[6];
 	bool		order_gone = false;
 
-	values[0] = Int64GetDatum(tm->order_id);
+	TimerValues(tm, values);
 	if (SPI_execute_plan(OrderPlan(&order_lock_plan,
 								   "SELECT 1 FROM order_ext.orders WHERE order_id = $1 FOR UPDATE SKIP LOCKED",
 								   1, argtypes),
@@ -216,14 +230,10 @@ ClaimTimer(const Timer *tm)
 			return TIMER_BUSY;
 		order_gone = true;		/* archived or gone: its timer goes too */
 	}
-	values[1] = CStringGetTextDatum(tm->subject);
-	values[2] = Int64GetDatum(tm->subject_id);
-	values[3] = Int32GetDatum(tm->version);
-	values[4] = CStringGetTextDatum(tm->event);
 	if (SPI_execute_plan(OrderPlan(&claim_plan,
 								   "DELETE FROM order_ext.timers"
-								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $4, $5)",
-								   5, argtypes),
+								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)",
+								   6, argtypes),	/* $4, the status, is not part of the key */
 						 values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 	return SPI_processed > 0 && !order_gone ? TIMER_CLAIMED : TIMER_GONE;
@@ -248,22 +258,16 @@ FireTimer(Timer *tm, Jsonb *payload)
 		return ta.fired;
 	if (TransientError(edata->sqlerrcode))
 	{
-		Oid			argtypes[6] = {INT8OID, TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID};
 		Datum		values[6];
 
-		values[0] = Int64GetDatum(tm->order_id);
-		values[1] = CStringGetTextDatum(tm->subject);
-		values[2] = Int64GetDatum(tm->subject_id);
-		values[3] = CStringGetTextDatum(tm->status);
-		values[4] = Int32GetDatum(tm->version);
-		values[5] = CStringGetTextDatum(tm->event);
+		TimerValues(tm, values);
 		if (SPI_execute_plan(OrderPlan(&requeue_plan,
 									   "INSERT INTO order_ext.timers"
 									   " (order_id, subject, subject_id, status, version, event, due_at)"
 									   " VALUES ($1, $2, $3, $4, $5, $6,"
 									   "         clock_timestamp() + interval '" CppAsString2(TIMER_RETRY_S) " seconds')"
 									   " ON CONFLICT DO NOTHING",
-									   6, argtypes),
+									   6, timer_argtypes),
 							 values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not put back timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 		ereport(WARNING,
