@@ -379,4 +379,9 @@ SELECT pg_temp.err(format($$SELECT order_ext.create_order(%s, 50, '[{"sku":"AS-L
                           order_ext.new_order_id())) AS one_more_after_refund;
 SELECT count(*) AS check_stock_rows FROM order_ext.check_stock();
 
+-- the after_sale machine, while requests name it, can be neither deleted
+-- nor renamed (23503)
+SELECT pg_temp.err($$DELETE FROM order_ext.machines WHERE machine = 'after_sale'$$) AS delete_after_sale,
+       pg_temp.err($$UPDATE order_ext.machines SET machine = 'returns' WHERE machine = 'after_sale'$$) AS rename_after_sale;
+
 DROP EXTENSION order_ext CASCADE;

@@ -123,6 +123,13 @@ is(server_lag_minutes(), 60, 'server restarted (fast) with its clock 60 minutes 
 issue('behind_fast', 20000);
 is(compare('behind_fast'), '20000|0|0|t',
 	'after a fast restart one hour back: new ids are larger and not earlier in time');
+# such an id is an hour ahead of the server's clock, but not of the ids it
+# issued: create_order takes it (it refuses only ids ahead of both)
+is( $node->safe_psql('postgres', q{
+SELECT status FROM order_ext.create_order(order_ext.new_order_id(), 1,
+       '[{"sku":"C-1","qty":1,"unit_price":1}]')}),
+	'pending_payment',
+	'with the clock an hour behind, create_order takes an id new_order_id() issued');
 
 # crash (immediate stop) while behind, come back still behind
 my $last = $node->safe_psql('postgres', 'SELECT order_ext.new_order_id()');

@@ -64,6 +64,13 @@ SELECT (SELECT count(*) FROM order_ext.orders WHERE order_id = $a) || ' ' ||
        (SELECT count(*) FROM order_ext.order_items_history WHERE order_id = $a)}), '0 1 1',
 	'the order is in history only, with its item');
 
+# the archived order's timer, once due, is dropped by run_timers: its order
+# is in no live table, so nothing fires
+$node->safe_psql('postgres', "UPDATE order_ext.timers SET due_at = now() - interval '1 second' WHERE order_id = $a");
+is($node->safe_psql('postgres', 'SELECT order_ext.run_timers()'), '0', 'run_timers fires nothing for the archived order');
+is($node->safe_psql('postgres', "SELECT count(*) FROM order_ext.timers WHERE order_id = $a"), '0',
+	'and drops its timer');
+
 $holder->{h}->finish;
 $node->stop;
 done_testing();
