@@ -1409,10 +1409,7 @@ ArchiveMovedSoFar(void)
 static bool
 OlderThanEveryId(const Interval *older_than)
 {
-	Interval	century = {0, 0, 1200};	/* time, day, month */
-
-	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(older_than),
-											 IntervalPGetDatum(&century))) >= 0;
+	return IntervalCmpMonths(older_than, 100 * MONTHS_PER_YEAR) >= 0;
 }
 
 /*
@@ -1858,10 +1855,7 @@ archive(PG_FUNCTION_ARGS)
 				 errmsg("%s must not be NULL", PG_ARGISNULL(0) ? "older_than" : "batch_size")));
 	older_than = PG_GETARG_INTERVAL_P(0);
 	batch_size = PG_GETARG_INT32(1);
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(older_than),
-										  DirectFunctionCall3(interval_in, CStringGetDatum("0"),
-															  ObjectIdGetDatum(InvalidOid),
-															  Int32GetDatum(-1)))) < 0)
+	if (IntervalCmpMonths(older_than, 0) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("older_than must not be negative")));

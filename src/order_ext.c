@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -173,6 +174,20 @@ TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, int nargs, Oid *ar
 	OrderPlan(&cache[archived], buf.data, nargs, argtypes);
 	pfree(buf.data);
 	return cache[archived];
+}
+
+/*
+ * IntervalCmpMonths
+ *		An interval against 'months' months (0: against zero), as
+ *		interval_cmp compares them (a month as 30 days): <0, 0 or >0.
+ */
+int
+IntervalCmpMonths(const Interval *iv, int32 months)
+{
+	Interval	other = {0, 0, months};	/* time, day, month */
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											 IntervalPGetDatum(&other)));
 }
 
 /*

@@ -82,5 +82,6 @@ extern SPIPlanPtr TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, 
 /* order_ext.c: run fn(arg) in a subtransaction; NULL or the error it raised */
 typedef void (*OrderSubxactFn) (void *arg);
 extern ErrorData *OrderSubxact(OrderSubxactFn fn, void *arg);
+extern int	IntervalCmpMonths(const Interval *iv, int32 months);
 
 #endif							/* ORDER_EXT_H */

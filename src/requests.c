@@ -255,7 +255,6 @@ issue_token(PG_FUNCTION_ARGS)
 	uint8		raw[TOKEN_BYTES];
 	char		hex[TOKEN_BYTES * 2 + 1];
 	Interval   *ttl;
-	Interval	zero;
 	int			i;
 
 	if (PG_ARGISNULL(0))
@@ -263,28 +262,19 @@ issue_token(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("ttl must not be NULL")));
 	ttl = PG_GETARG_INTERVAL_P(0);
-	memset(&zero, 0, sizeof(zero));
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
-										  IntervalPGetDatum(&zero))) <= 0)
+	if (IntervalCmpMonths(ttl, 0) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must be positive"),
 				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out,
 																		  IntervalPGetDatum(ttl))))));
-	{
-		/* a token's expiry must be a time (an absurd ttl overflowed inside the INSERT) */
-		Interval	most;
-
-		memset(&most, 0, sizeof(most));
-		most.month = 100 * MONTHS_PER_YEAR;
-		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
-											  IntervalPGetDatum(&most))) > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("ttl must be at most 100 years"),
-					 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out,
-																			  IntervalPGetDatum(ttl))))));
-	}
+	/* a token's expiry must be a time (an absurd ttl overflowed inside the INSERT) */
+	if (IntervalCmpMonths(ttl, 100 * MONTHS_PER_YEAR) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be at most 100 years"),
+				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out,
+																		  IntervalPGetDatum(ttl))))));
 	if (!pg_strong_random(raw, sizeof(raw)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),

@@ -326,16 +326,9 @@ ParseInterval(const char *text)
 		result = NULL;
 	}
 	PG_END_TRY();
-	if (result != NULL)
-	{
-		/* negative as a whole ('1 mon -1 day' is fine; '1 day -25 hours' is not) */
-		Interval	zero;
-
-		memset(&zero, 0, sizeof(zero));
-		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(result),
-											  IntervalPGetDatum(&zero))) < 0)
-			result = NULL;
-	}
+	/* negative as a whole ('1 mon -1 day' is fine; '1 day -25 hours' is not) */
+	if (result != NULL && IntervalCmpMonths(result, 0) < 0)
+		result = NULL;
 	return result;
 }
 
