@@ -84,6 +84,11 @@ INSERT INTO order_ext.order_payments (order_id, kind, txn_id, amount)
 SELECT id, 'payment', 'txn-extra', 1 FROM o WHERE month = 'mar' AND n = 1;
 SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS in_writing_transaction;
 ROLLBACK;
+-- nor in a READ ONLY transaction: its process commits on its own, but the
+-- caller asked for no writes (25006, as from every writing function)
+BEGIN READ ONLY;
+SELECT pg_temp.err('SELECT order_ext.archive(''30 days'')') AS in_read_only_transaction;
+ROLLBACK;
 -- nor inside one that holds a lock on an order table (one that has read
 -- it, say): its process would wait for that lock, and leave months behind
 BEGIN;

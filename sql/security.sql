@@ -17,6 +17,7 @@ SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS order_ext;
 DROP ROLE IF EXISTS oe_regress_sec_app;
 DROP ROLE IF EXISTS oe_regress_sec_squatter;
+DROP ROLE IF EXISTS oe_regress_sec_admin;
 RESET client_min_messages;
 CREATE ROLE oe_regress_sec_app;
 CREATE ROLE oe_regress_sec_squatter;
@@ -125,9 +126,12 @@ SELECT order_ext.consume_token(:'token') AS first, order_ext.consume_token(:'tok
 SELECT order_ext.order_id_time(:base + 1) AS id_time;
 -- nothing of the role's ran inside order_ext's SECURITY DEFINER functions
 SELECT count(*) AS evil_calls FROM oe_regress_evil.ran;
+-- nor inside timeline(), which runs as the caller but pins its search_path
+-- as find_order() does
+SELECT count(*) AS events FROM order_ext.timeline(:base + 1);
+SELECT count(*) AS evil_calls_in_timeline FROM oe_regress_evil.ran;
 -- functions that run as the caller (no SECURITY DEFINER) may use the
 -- caller's own objects, but only with the caller's rights
-SELECT count(*) AS events FROM order_ext.timeline(:base + 1);
 SELECT order_ext.status_label('physical', 'paid', 'buyer') AS label;
 SELECT count(*) AS problems FROM order_ext.validate_machine('physical');
 SELECT count(*) FILTER (WHERE who <> current_user) AS ran_as_someone_else FROM oe_regress_evil.ran;
@@ -217,10 +221,42 @@ FROM pg_proc p
 WHERE p.pronamespace = 'order_ext'::regnamespace AND p.prosecdef
 ORDER BY p.oid::regprocedure::text;
 
+--------------------------------------------------------------------------
+-- archive() runs in a process of its own that logs in as the caller and
+-- runs as the extension's owner: the login role's defaults (ALTER ROLE ...
+-- SET search_path, which any role may set for itself) do not reach its SQL,
+-- or an admin role's own = on bigint would run with the owner's rights
+--------------------------------------------------------------------------
+
+SELECT current_user AS oe_super \gset
+CREATE ROLE oe_regress_sec_admin LOGIN;
+SELECT order_ext.grant_admin('oe_regress_sec_admin');
+CREATE SCHEMA oe_regress_own AUTHORIZATION oe_regress_sec_admin;
+\c - oe_regress_sec_admin
+CREATE TABLE oe_regress_own.seen (who name);
+CREATE FUNCTION oe_regress_own.eq(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO oe_regress_own.seen VALUES (current_user);
+    RETURN a OPERATOR(pg_catalog.=) b;
+END $$;
+CREATE OPERATOR oe_regress_own.= (function = oe_regress_own.eq, leftarg = bigint, rightarg = bigint);
+ALTER ROLE oe_regress_sec_admin SET search_path = oe_regress_own, pg_catalog;
+-- (this session does run it)
+SET search_path = oe_regress_own, pg_catalog;
+SELECT 1::bigint = 1::bigint AS own_equals;
+RESET search_path;
+SELECT order_ext.archive('90 days') AS archived;
+SELECT who, count(*) FROM oe_regress_own.seen GROUP BY who ORDER BY who;
+\c - :oe_super
+ALTER ROLE oe_regress_sec_admin RESET search_path;
+SELECT rolsuper AS admin_is_superuser FROM pg_roles WHERE rolname = 'oe_regress_sec_admin';
+
 SET client_min_messages = warning;
 DROP SCHEMA oe_regress_evil CASCADE;
+DROP SCHEMA oe_regress_own CASCADE;
 DROP EXTENSION order_ext CASCADE;
 RESET client_min_messages;
-DROP OWNED BY oe_regress_sec_app, oe_regress_sec_squatter;
+DROP OWNED BY oe_regress_sec_app, oe_regress_sec_squatter, oe_regress_sec_admin;
 DROP ROLE oe_regress_sec_app;
+DROP ROLE oe_regress_sec_admin;
 DROP ROLE oe_regress_sec_squatter;

@@ -86,6 +86,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -144,7 +145,7 @@ typedef struct ArchiveShared
 	Oid			dboid;
 	Oid			loginoid;		/* the role the caller logged in as */
 	Oid			useroid;		/* the role archive() runs as: its owner */
-	Interval	older_than;
+	TimestampTz cutoff;			/* ArchiveCutoff, in the caller's session */
 	int32		batch_size;
 	ArchivePace pace;
 	int			ddl_lock_timeout_ms;	/* the caller's order_ext.ddl_lock_timeout */
@@ -1400,16 +1401,27 @@ ArchiveMovedSoFar(void)
 }
 
 /*
- * OlderThanEveryId
- *		Whether older_than reaches back past the first order id time from
- *		any time ids are issued (2020 to 2089): at least 100 years (as
- *		interval_cmp counts, a month as 30 days).  Then no order is that
- *		old, and now() - older_than might not even be a timestamp.
+ * ArchiveCutoff
+ *		The time orders must be older than to be archived: now less
+ *		older_than, reckoned in this session's TimeZone (a day is a calendar
+ *		day there, across a daylight-saving change), so that it is the
+ *		caller's now() - older_than.  0 when no order id is that old: from
+ *		any time ids are issued (2020 to 2089), older_than of at least 100
+ *		years (as interval_cmp counts, a month as 30 days) reaches back past
+ *		the first id time, and now() - older_than might not even be a
+ *		timestamp.
  */
-static bool
-OlderThanEveryId(const Interval *older_than)
+TimestampTz
+ArchiveCutoff(const Interval *older_than)
 {
-	return IntervalCmpMonths(older_than, 100 * MONTHS_PER_YEAR) >= 0;
+	TimestampTz cutoff;
+
+	if (IntervalCmpMonths(older_than, 100 * MONTHS_PER_YEAR) >= 0)
+		return 0;
+	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													 TimestampTzGetDatum(GetCurrentTimestamp()),
+													 IntervalPGetDatum(older_than)));
+	return cutoff <= OE_ID_EPOCH ? 0 : cutoff;
 }
 
 /*
@@ -1421,13 +1433,12 @@ OlderThanEveryId(const Interval *older_than)
  *		leaves the rest to the next run (which finds it as this one did).
  */
 int64
-ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace,
+ArchiveRun(TimestampTz cutoff, int32 batch_size, const ArchivePace *pace,
 		   bool wait_for_lock, int budget_ms, bool *skipped)
 {
 	ArchiveState st;
 	ArchiveMonth *months = NULL;
 	MemoryContext oldcxt;
-	TimestampTz cutoff;
 	bool		locked;
 	int			nmonths;
 	int			i;
@@ -1446,13 +1457,8 @@ ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace
 	st.budget_ms = budget_ms;
 	if (budget_ms > 0)
 		st.stop_at = TimestampTzPlusMilliseconds(st.last_log, budget_ms);
-	if (OlderThanEveryId(older_than))
-		return 0;				/* no order id is that old */
-	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-													 TimestampTzGetDatum(GetCurrentTimestamp()),
-													 IntervalPGetDatum(older_than)));
-	if (cutoff <= OE_ID_EPOCH)
-		return 0;				/* no order id is that old */
+	if (cutoff == 0)
+		return 0;				/* no order id is that old (ArchiveCutoff) */
 	st.cutoff_id = OrderIdMinForTime(cutoff);
 
 	StartTransactionCommand();
@@ -1730,6 +1736,7 @@ ArchiveWorkerMain(Datum main_arg)
 	 * role, as owners often are) would otherwise end the worker at its start.
 	 */
 	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->loginoid, 0);
+	BgPinSettings();			/* not the caller's role defaults: see there */
 	SetUserIdAndSecContext(sh->useroid, SECURITY_LOCAL_USERID_CHANGE);
 	pgstat_report_appname("order_ext archive");
 	cxt = CurrentMemoryContext;
@@ -1747,7 +1754,7 @@ ArchiveWorkerMain(Datum main_arg)
 		char		results[64];
 
 		run_id = RunsBegin("archive");
-		sh->moved = ArchiveRun(&sh->older_than, sh->batch_size, &sh->pace, true, 0, &skipped);
+		sh->moved = ArchiveRun(sh->cutoff, sh->batch_size, &sh->pace, true, 0, &skipped);
 		snprintf(results, sizeof(results), "{\"archive\": " INT64_FORMAT "}", sh->moved);
 		RunsEnd(run_id, "succeeded", results, NULL);
 		sh->finished = true;
@@ -1868,6 +1875,8 @@ archive(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot archive during recovery")));
+	/* its process commits on its own, but the caller asked for no writes */
+	PreventCommandIfReadOnly("archive()");
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
@@ -1890,7 +1899,7 @@ archive(PG_FUNCTION_ARGS)
 	sh->dboid = MyDatabaseId;
 	sh->loginoid = GetAuthenticatedUserId();
 	sh->useroid = GetUserId();
-	sh->older_than = *older_than;
+	sh->cutoff = ArchiveCutoff(older_than);
 	sh->batch_size = batch_size;
 	ArchivePaceFromSettings(&sh->pace);
 	sh->ddl_lock_timeout_ms = oe_ddl_lock_timeout_ms;

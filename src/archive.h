@@ -27,7 +27,8 @@ extern void ArchivePaceFromSettings(ArchivePace *pace);
 extern void ArchiveNice(void);
 extern bool ArchiveCovers(int64 order_id);
 extern int64 ArchiveMovedSoFar(void);
-extern int64 ArchiveRun(const Interval *older_than, int32 batch_size, const ArchivePace *pace,
+extern TimestampTz ArchiveCutoff(const Interval *older_than);
+extern int64 ArchiveRun(TimestampTz cutoff, int32 batch_size, const ArchivePace *pace,
 						bool wait_for_lock, int budget_ms, bool *skipped);
 
 #endif

@@ -190,6 +190,37 @@ BgXactCommit(void)
 }
 
 /*
+ * BgPinSettings
+ *		Right after a background process connects: the settings its SQL
+ *		relies on, whatever the database's or the login role's defaults
+ *		(ALTER DATABASE / ALTER ROLE ... SET, which a database owner or any
+ *		role may set for itself) say.  The process runs as a superuser, or as
+ *		archive()'s owner: a search_path naming a schema of the caller's
+ *		ahead of pg_catalog would run the caller's operators and functions
+ *		with those rights, as SECURITY DEFINER functions' pinned search_path
+ *		prevents in a session.  The others keep its statements meaning what
+ *		they say: string literals, date and interval text, READ COMMITTED
+ *		(the batches re-read what another transaction committed), and
+ *		triggers firing (replica mode would skip the version bump).
+ */
+void
+BgPinSettings(void)
+{
+	static const char *const pins[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"standard_conforming_strings", "on"},
+		{"DateStyle", "ISO, MDY"},
+		{"IntervalStyle", "postgres"},
+		{"default_transaction_isolation", "read committed"},
+		{"session_replication_role", "origin"},
+	};
+	size_t		i;
+
+	for (i = 0; i < lengthof(pins); i++)
+		SetConfigOption(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
  * BgXactAbort
  *		In PG_CATCH: the error (copied into cxt, and cleared), after aborting
  *		the transaction that raised it; back in cxt.
@@ -431,15 +462,15 @@ static int64
 ArchiveJob(bool *skipped)
 {
 	Interval   *after = ParseInterval(oe_archive_after);
-	Interval	copy;
+	TimestampTz cutoff;
 	ArchivePace pace;
 
 	if (after == NULL)
 		elog(ERROR, "order_ext.archive_after is not a valid interval");
-	copy = *after;
+	cutoff = ArchiveCutoff(after);
 	pfree(after);
 	ArchivePaceFromSettings(&pace);
-	return ArchiveRun(&copy, oe_archive_batch_size, &pace, false,
+	return ArchiveRun(cutoff, oe_archive_batch_size, &pace, false,
 					  (int) Min((int64) oe_naptime * 1000, PG_INT32_MAX), skipped);
 }
 
@@ -607,6 +638,7 @@ OrderWorkerMain(Datum main_arg)
 	pqsignal(SIGTERM, BgSigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	BgPinSettings();
 	pgstat_report_appname(WORKER_TYPE);
 	ArchiveNice();
 	cxt = AllocSetContextCreate(TopMemoryContext, "order_ext worker", ALLOCSET_DEFAULT_SIZES);

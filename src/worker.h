@@ -14,6 +14,7 @@
 extern void WorkerInit(void);
 extern void WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel);
 extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
+extern void BgPinSettings(void);
 
 /* a transaction of a background process, with SPI connected */
 extern void BgXactBegin(void);

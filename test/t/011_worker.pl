@@ -65,6 +65,28 @@ ok(wait_for($node, 'wdb', q{SELECT status = 'cancelled' FROM order_ext.orders WH
 ok(wait_for($node, 'wdb', q{SELECT EXISTS (SELECT 1 FROM order_ext.orders_history WHERE order_id = order_ext.min_order_id('2024-01-10'))}, 30),
 	'the worker archived the finished order of January 2024');
 
+# a database owner's defaults do not reach the worker's SQL: the owner (no
+# superuser) sets the database's search_path to a schema of its own with an
+# = operator on bigint that records who runs it; the worker, connected
+# anew below, runs as a superuser and must not run it (it would then run
+# anything the owner likes with a superuser's rights)
+$node->safe_psql('postgres', 'CREATE ROLE wdb_owner LOGIN; ALTER DATABASE wdb OWNER TO wdb_owner');
+$node->safe_psql('wdb', q{
+CREATE SCHEMA own AUTHORIZATION wdb_owner;
+SET ROLE wdb_owner;
+CREATE TABLE own.seen (who name, backend text);
+CREATE FUNCTION own.eq(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO own.seen SELECT current_user, backend_type FROM pg_stat_activity WHERE pid = pg_backend_pid();
+  RETURN a OPERATOR(pg_catalog.=) b;
+END $$;
+CREATE OPERATOR own.= (function = own.eq, leftarg = bigint, rightarg = bigint);
+ALTER DATABASE wdb SET search_path = own, pg_catalog;
+});
+$node->safe_psql('wdb', 'SELECT 1::bigint = 1::bigint');
+is($node->safe_psql('wdb', q{SELECT count(*) > 0 FROM own.seen WHERE backend = 'client backend'}), 't',
+	'(the owner\'s = runs in a session that connects to wdb)');
+
 # pg_terminate_backend: the worker comes back
 my $pid = $node->safe_psql('postgres', $WORKER);
 my $stop_from = -s $node->logfile;
@@ -76,6 +98,9 @@ unlike($stop_log, qr/ERROR:\s+canceling statement due to user request/,
 	'and its clean stop logged no false ERROR (the cancel its SIGTERM set was raised on the way out)');
 my $runs = $node->safe_psql('wdb', $RUNS);
 ok(wait_for($node, 'wdb', "SELECT ($RUNS) > $runs", 30), 'and runs again');
+is($node->safe_psql('wdb', q{SELECT count(*) FROM own.seen WHERE backend <> 'client backend'}), 0,
+	'the new worker ran none of the database owner\'s operators (its search_path is pinned)');
+$node->safe_psql('wdb', 'ALTER DATABASE wdb RESET search_path');
 
 # the launcher too (it exits with code 1, so the postmaster restarts it)
 my $lpid = $node->safe_psql('postgres', $LAUNCHER);
