@@ -158,6 +158,12 @@ WHERE m.machine IN ('physical', 'virtual', 'after_sale')
 GROUP BY m.machine, m.initial_status ORDER BY m.machine;
 -- deterministic
 SELECT order_ext.machine_dot('physical') = order_ext.machine_dot('physical') AS same_twice;
+-- and the same under standard_conforming_strings = off (its body's
+-- backslash literals were then unterminated strings)
+CREATE TEMP TABLE dot_scs AS SELECT order_ext.machine_dot('physical') AS dot;
+SET standard_conforming_strings = off;
+SELECT order_ext.machine_dot('physical') = (SELECT dot FROM dot_scs) AS same_without_conforming_strings;
+RESET standard_conforming_strings;
 -- unknown machine: 22023
 SELECT pg_temp.err($$SELECT order_ext.machine_dot('no_such_machine')$$) AS unknown;
 -- names that are DOT keywords (graph, node, edge, strict, subgraph), and an

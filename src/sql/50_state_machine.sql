@@ -21,7 +21,7 @@ COMMENT ON FUNCTION order_ext.run_timers(integer) IS
 'Fire up to max due timers through the state machine (guards apply; a timer whose order has moved on is dropped); returns how many fired. Concurrent runners never fire a timer twice.';
 
 CREATE FUNCTION order_ext.timeline(order_id bigint) RETURNS SETOF order_ext.order_events
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
     AS $$ SELECT e.* FROM order_ext.order_events e WHERE e.order_id = $1 ORDER BY e.version $$;
 COMMENT ON FUNCTION order_ext.timeline(bigint) IS
 'The order''s events in order: creation first, one row per version.';

@@ -157,7 +157,7 @@ COMMENT ON FUNCTION order_ext.validate_machine(text) IS
 -- and terminal statuses and actors have no CHECK on their characters.
 CREATE OR REPLACE FUNCTION order_ext.machine_dot(name text) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-    SET intervalstyle = 'postgres_verbose' AS $$
+    SET intervalstyle = 'postgres_verbose' SET standard_conforming_strings = on AS $$
 DECLARE
     m order_ext.machines;
     dot text;

@@ -83,7 +83,7 @@ COMMENT ON FUNCTION order_ext.find_order(bigint) IS
 
 -- timeline() of 50_state_machine.sql, extended to archived orders.
 CREATE OR REPLACE FUNCTION order_ext.timeline(order_id bigint) RETURNS SETOF order_ext.order_events
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (x.e).* FROM (
         SELECT e FROM order_ext.order_events e WHERE e.order_id = $1
         UNION ALL
