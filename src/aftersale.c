@@ -193,7 +193,7 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 	int32		new_version;
 	bool		moved;
 	bool		isnull;
-	int64		amount = 0;
+	int64		amount;
 	Datum		row;
 
 	CheckVersion("after-sale", as->id, as->version, has_expected, expected);
@@ -249,8 +249,7 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 							   strcmp(as->kind, "return_refund") == 0
 							   ? REFUND_STOCK_DONE : REFUND_RETURN_UNITS,
 							   as->id, actor);
-			amount = st.refunded_total - before;
-			values[5] = Int64GetDatum(amount);
+			values[5] = Int64GetDatum(st.refunded_total - before);
 			nulls[5] = ' ';
 			values[6] = CStringGetTextDatum(refund_id);
 			nulls[6] = ' ';
@@ -267,11 +266,13 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 								   " status_version = CASE WHEN $5 THEN $4 ELSE status_version END,"
 								   " amount = coalesce($6, amount), refund_id = coalesce($7, refund_id),"
 								   " updated_at = now()"
-								   " WHERE order_id = $1 AND id = $2 RETURNING a",
+								   " WHERE order_id = $1 AND id = $2 RETURNING a, a.amount",
 								   7, argtypes),
 						 values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not update after-sale " INT64_FORMAT, as->id);
 	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	/* the event's amount is the request's, as its row has it after the move */
+	amount = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
 	if (moved)
 		TimersSchedule("after_sale", as->order_id, as->id, AFTER_SALE_MACHINE, to_status,
@@ -391,7 +392,12 @@ AfterSaleClaimedUnits(int64 order_id, int64 except_id, UnitLine **out)
 /*
  * AfterSaleUnderWay
  *		Whether an order has a request not in a terminal status of the
- *		after_sale machine (a rejected one can still be appealed).
+ *		after_sale machine (a rejected one can still be appealed).  The
+ *		caller holds the order's lock; read with the latest snapshot, as
+ *		AfterSaleClaimedUnits does: open_after_sale takes that lock without
+ *		changing the order row, so a REPEATABLE READ caller that waited for
+ *		it gets no serialization error and its own snapshot would miss the
+ *		request just opened.
  */
 bool
 AfterSaleUnderWay(int64 order_id)
@@ -403,10 +409,10 @@ AfterSaleUnderWay(int64 order_id)
 	uint64		r;
 
 	values[0] = Int64GetDatum(order_id);
-	if (SPI_execute_plan(OrderPlan(&statuses_plan,
-								   "SELECT DISTINCT status FROM order_ext.after_sales WHERE order_id = $1",
-								   1, argtypes),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(OrderPlan(&statuses_plan,
+									   "SELECT DISTINCT status FROM order_ext.after_sales WHERE order_id = $1",
+									   1, argtypes),
+							 values, NULL, GetLatestSnapshot(), InvalidSnapshot, false, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the after-sales of order " INT64_FORMAT, order_id);
 	for (r = 0; r < SPI_processed; r++)
 	{
