@@ -102,9 +102,12 @@ SELECT line_no, refunded_qty, refunded_amount FROM order_ext.order_items
 WHERE order_id = pg_temp.id('o1') ORDER BY line_no;
 -- refunded is terminal
 SELECT pg_temp.fire('ret', 'refund') AS again, pg_temp.fire('ret', 'approve') AS approve_again;
--- every move was an outbox notice
+-- every move was an outbox notice, with the request's amount as its row
+-- had it after the move (what the units would refund; once refunded, what
+-- was)
 SELECT event, payload->>'event' AS as_event, payload->>'from_status' AS from_status,
-       payload->>'to_status' AS to_status, payload->>'actor' AS actor, payload->'version' AS version
+       payload->>'to_status' AS to_status, payload->>'actor' AS actor, payload->'version' AS version,
+       payload->'amount' AS amount
 FROM order_ext.outbox
 WHERE order_id = pg_temp.id('o1') AND event = 'after_sale' ORDER BY id;
 
@@ -312,9 +315,26 @@ SELECT pg_temp.mk('o22') IS NOT NULL AS created;
 SELECT pg_temp.open('rej22', 'o22', 'refund_only', '[{"line_no":1,"qty":1}]');
 SELECT pg_temp.fire('rej22', 'reject');
 SELECT status, refunded_total FROM order_ext.refund(pg_temp.id('o22'), 'most', amount => 3900);
+-- (the refusals below with their detail: what the requests under way may
+-- refund, and the one asked for on top; no hint about requests when none is
+-- under way)
+CREATE FUNCTION pg_temp.err_detail(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+    h text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{13,}', '<id>', 'g') || ' DETAIL: ' || d
+           || coalesce(nullif(' HINT: ' || h, ' HINT: '), '');
+END $$;
+SELECT pg_temp.err_detail(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":2}]')$$, pg_temp.id('o22'))) AS open_without_money_alone;
 SELECT pg_temp.fire('rej22', 'appeal', actor => 'buyer') AS appeal_without_money;
 SELECT pg_temp.open('small22', 'o22', 'refund_only', '[{"line_no":2,"qty":1}]');
 SELECT pg_temp.err(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('o22'))) AS open_without_money;
+SELECT pg_temp.err_detail(format($$SELECT order_ext.open_after_sale(%s, 'refund_only', '[{"line_no":1,"qty":1}]')$$, pg_temp.id('o22'))) AS open_without_money_detail;
 -- what is held is the most a request's refund can cost when it happens:
 -- its units as the last ones of their line (units are priced in the order
 -- they are refunded: 33, 33, 34 here), and the shipping fee once the

@@ -596,8 +596,11 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 	RefundLineState *ls;
 	int			nls;
 	int64		worst = 0;
+	int64		worst_held = 0; /* of the requests under way only */
 	int64		units_left = 0;
 	int64		units_claimed = 0;
+	int64		units_held = 0;
+	char	   *detail;
 	int64		left_money = st->paid_total - st->refunded_total;
 	int			i;
 	int			h = 0;
@@ -614,6 +617,7 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 		int32		held_units = 0;
 		int32		claimed = 0;
 		int64		blocks = 0;
+		int64		blocks_held;
 		int			h0;
 
 		while (n < nnow && now[n].line_no < ls[i].line_no)
@@ -651,6 +655,8 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 			blocks += UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - Min(held[h].qty, ls[i].qty),
 										ls[i].qty);
 		}
+		held_units = Min(claimed, left);	/* of what is left, as claimed below */
+		blocks_held = blocks;
 		if (c < nclaim && claim[c].line_no == ls[i].line_no)
 		{
 			claimed += claim[c].qty;
@@ -661,18 +667,33 @@ ClaimsCovered(OrderState *st, const UnitLine *now, int nnow, const UnitLine *cla
 		/* and all of them no more than what the line has left */
 		if (claimed > 0)
 			worst += Min(blocks, UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - left, ls[i].qty));
+		if (held_units > 0)
+			worst_held += Min(blocks_held, UnitsRefundAmount(ls[i].net, ls[i].qty, ls[i].qty - left, ls[i].qty));
 		units_left += left;
 		units_claimed += claimed;
+		units_held += held_units;
 	}
 	if (units_claimed > 0 && units_claimed == units_left && !OrderFactsOf(st)->shipped)
 		worst += OrderFactsOf(st)->shipping_fee;
-	if ((int128) this_total + worst > left_money)
-		ereport(ERROR,
-				(errcode(ERRCODE_OE_REFUND_EXCEEDS),
-				 errmsg("order " INT64_FORMAT " has not enough left to refund for %s", st->order_id, what),
-				 errdetail("It has " INT64_FORMAT " left to refund; after-sales requests under way may refund up to " INT64_FORMAT " of it, and this needs " INT64_FORMAT ".",
-						   left_money, worst, this_total),
-				 errhint("Refund, reject or close those requests first.")));
+	if (units_held > 0 && units_held == units_left && !OrderFactsOf(st)->shipped)
+		worst_held += OrderFactsOf(st)->shipping_fee;
+	if ((int128) this_total + worst <= left_money)
+		return;
+	if (nclaim == 0)
+		detail = psprintf("It has " INT64_FORMAT " left to refund; after-sales requests under way may refund up to "
+						  INT64_FORMAT " of it, and this needs " INT64_FORMAT ".", left_money, worst, this_total);
+	else if (worst_held == 0)	/* a request opened or appealed, alone */
+		detail = psprintf("It has " INT64_FORMAT " left to refund; this request may refund up to " INT64_FORMAT ".",
+						  left_money, worst);
+	else						/* ... on top of the others */
+		detail = psprintf("It has " INT64_FORMAT " left to refund; after-sales requests under way may refund up to "
+						  INT64_FORMAT " of it, and with this request up to " INT64_FORMAT ".",
+						  left_money, worst_held, worst);
+	ereport(ERROR,
+			(errcode(ERRCODE_OE_REFUND_EXCEEDS),
+			 errmsg("order " INT64_FORMAT " has not enough left to refund for %s", st->order_id, what),
+			 errdetail("%s", detail),
+			 worst_held > 0 ? errhint("Refund, reject or close those requests first.") : 0));
 }
 
 /*
