@@ -163,4 +163,18 @@ SELECT order_ext.claim_request('late:1', 'f') AS late_again;
 SELECT order_ext.consume_token(:'late_token') AS late_token_valid;
 RESET order_ext.request_ttl;
 
+-- a token with bytes no issued token has is simply not one (false), also in
+-- a SQL_ASCII database, where such a text need not convert to UTF8 (it was
+-- an error from inside the lookup)
+SELECT order_ext.consume_token('jeton-à-usage-unique') AS not_ascii;
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE oe_regress_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c oe_regress_ascii
+CREATE EXTENSION order_ext;
+SET client_encoding = 'SQL_ASCII';
+SELECT order_ext.consume_token(E'\xe9\xff') AS not_utf8;
+SELECT order_ext.consume_token(order_ext.issue_token()) AS issued_token_here;
+\c :regress_db
+DROP DATABASE oe_regress_ascii;
+
 DROP EXTENSION order_ext CASCADE;

@@ -21,9 +21,12 @@
  */
 #include "postgres.h"
 
+#include "common/string.h"
+
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/string.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -311,6 +314,12 @@ consume_token(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	values[0] = PG_GETARG_DATUM(0);
+	/*
+	 * Tokens are hex (issue_token): any other byte cannot be one, and in a
+	 * SQL_ASCII database it need not even convert to UTF8 for the hash.
+	 */
+	if (!pg_is_ascii(text_to_cstring(DatumGetTextPP(values[0]))))
+		PG_RETURN_BOOL(false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_plan(OrderPlan(&token_consume_plan,
