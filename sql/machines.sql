@@ -323,4 +323,21 @@ SELECT pg_temp.new_order('many') AS many_id \gset
 SELECT count(*) AS timers, count(DISTINCT event) AS events, max(due_at) - min(due_at) AS first_to_last
 FROM order_ext.timers WHERE order_id = :many_id;
 
+-- session_replication_role = replica (a superuser's): the order tables'
+-- triggers do not fire then, so order_ext refuses to run (55000) rather
+-- than write orders without versions and events; a machine changed there
+-- still reaches every backend's cache (its cache triggers fire always)
+INSERT INTO order_ext.machines VALUES ('repl', 'open', '{gone}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
+VALUES ('repl', 'open', 'drop', 'gone'), ('repl', 'open', 'touch', 'open');
+SELECT pg_temp.new_order('repl') AS repl_id \gset
+SELECT status, version FROM order_ext.fire(:repl_id, 'touch');
+SET session_replication_role = replica;
+SELECT pg_temp.err(format('SELECT order_ext.fire(%s, %L)', :repl_id, 'touch')) AS fire_in_replica_mode;
+SELECT pg_temp.err($$SELECT pg_temp.new_order('repl')$$) AS create_in_replica_mode;
+DELETE FROM order_ext.transitions WHERE machine = 'repl' AND event = 'touch';
+RESET session_replication_role;
+SELECT pg_temp.err(format('SELECT order_ext.fire(%s, %L)', :repl_id, 'touch')) AS touch_deleted_in_replica_mode;
+SELECT status, version FROM order_ext.fire(:repl_id, 'drop');
+
 DROP EXTENSION order_ext CASCADE;

@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
@@ -117,6 +118,27 @@ _PG_init(void)
 }
 
 /*
+ * OrderRefuseReplica
+ *		Refuse session_replication_role = replica (a superuser's setting,
+ *		and the apply worker's of logical replication, which runs none of
+ *		order_ext's functions): the order tables' triggers do not fire then,
+ *		so versions would not move, events would not be written and status
+ *		changes would go unchecked.  Every statement order_ext runs on its
+ *		tables is planned by OrderPlan, or by the insert plans of a month
+ *		(orders.c), which both call this.
+ */
+void
+OrderRefuseReplica(void)
+{
+	if (unlikely(SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("order_ext cannot run with session_replication_role = replica"),
+				 errdetail("Its triggers do not fire then: versions would not move and events would not be recorded."),
+				 errhint("SET session_replication_role = origin.")));
+}
+
+/*
  * OrderPlan
  *		Return the plan cached in *cache, preparing and keeping it on first use.
  *		The plan cache revalidates kept plans when the tables change.
@@ -126,6 +148,7 @@ OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan;
 
+	OrderRefuseReplica();
 	if (*cache != NULL)
 		return *cache;
 	plan = SPI_prepare(sql, nargs, argtypes);

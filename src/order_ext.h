@@ -75,6 +75,7 @@ extern const int OrderTablesCount;
 extern Oid	OrderRelid(Oid *cache, const char *name);
 
 /* order_ext.c: a prepared SPI plan kept for the life of the backend */
+extern void OrderRefuseReplica(void);
 extern SPIPlanPtr OrderPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern SPIPlanPtr TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, int nargs,
 						   Oid *argtypes);

@@ -614,6 +614,7 @@ MonthPlan(const char *month, bool discounts, Oid *argtypes)
 	MonthPlans *e = NULL;
 	int			i;
 
+	OrderRefuseReplica();		/* as OrderPlan */
 	if (month[0] == '\0')
 		return NULL;
 	for (i = 0; i < MONTH_PLANS && e == NULL; i++)

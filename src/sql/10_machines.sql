@@ -150,6 +150,12 @@ CREATE TRIGGER transitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON order_ext.transitions FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
 CREATE TRIGGER timeouts_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON order_ext.timeouts FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
+-- they only tell the caches: let them fire in replica mode too (a
+-- superuser's session_replication_role = replica), or a change made there
+-- would leave every backend's cached machines stale
+ALTER TABLE order_ext.machines ENABLE ALWAYS TRIGGER machines_changed;
+ALTER TABLE order_ext.transitions ENABLE ALWAYS TRIGGER transitions_changed;
+ALTER TABLE order_ext.timeouts ENABLE ALWAYS TRIGGER timeouts_changed;
 
 INSERT INTO order_ext.role_grants VALUES
     ('app', 'table', 'machines', 'SELECT'),

@@ -68,6 +68,11 @@ CREATE TRIGGER purchase_limits_changed AFTER INSERT OR UPDATE OR DELETE
     ON order_ext.purchase_limits FOR EACH ROW EXECUTE FUNCTION order_ext.config_changed();
 CREATE TRIGGER purchase_limits_truncated AFTER TRUNCATE
     ON order_ext.purchase_limits FOR EACH STATEMENT EXECUTE FUNCTION order_ext.config_changed();
+-- in replica mode too, as the machine tables' (10_machines.sql)
+ALTER TABLE order_ext.stock_skus ENABLE ALWAYS TRIGGER stock_skus_changed;
+ALTER TABLE order_ext.stock_skus ENABLE ALWAYS TRIGGER stock_skus_truncated;
+ALTER TABLE order_ext.purchase_limits ENABLE ALWAYS TRIGGER purchase_limits_changed;
+ALTER TABLE order_ext.purchase_limits ENABLE ALWAYS TRIGGER purchase_limits_truncated;
 
 CREATE VIEW order_ext.stock AS
 SELECT s.sku,

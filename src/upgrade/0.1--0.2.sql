@@ -5,6 +5,12 @@
 -- is frozen under sql/upgrade/ like order_ext--0.1.sql.)
 \echo Use "ALTER EXTENSION order_ext UPDATE TO '0.2'" to load this file. \quit
 
+-- the machine tables' cache triggers fire in replica mode too (see
+-- 10_machines.sql)
+ALTER TABLE order_ext.machines ENABLE ALWAYS TRIGGER machines_changed;
+ALTER TABLE order_ext.transitions ENABLE ALWAYS TRIGGER transitions_changed;
+ALTER TABLE order_ext.timeouts ENABLE ALWAYS TRIGGER timeouts_changed;
+
 -- transitions may name the stock effects
 ALTER TABLE order_ext.transitions DROP CONSTRAINT transitions_effects_check;
 ALTER TABLE order_ext.transitions ADD CONSTRAINT transitions_effects_check
