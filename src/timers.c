@@ -26,9 +26,11 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "aftersale.h"
 #include "fire.h"
@@ -288,9 +290,26 @@ FireTimer(Timer *tm, Jsonb *payload)
 }
 
 /*
+ * TIMER_LOCK_TIMEOUT_MS
+ *		How long a runner waits for any lock (lock_timeout, unless the
+ *		caller's is shorter).  The timers of one call fire in one
+ *		transaction, so the stock rows, holdings and orders of the timers
+ *		fired so far stay locked until it ends, and they are taken in due
+ *		order, not in the SKU order buyers take them in: a runner that
+ *		waited for a stock row a buyer holds, while the buyer waits for one
+ *		the runner took for an earlier timer, would deadlock, and the buyer
+ *		could be the one cancelled (40P01).  Giving up well before any
+ *		deadlock_timeout (1 s by default) breaks such a cycle on the
+ *		runner's side: the timer is put back (FireTimer) and the buyer goes
+ *		on.
+ */
+#define TIMER_LOCK_TIMEOUT_MS 50
+
+/*
  * RunTimers
  *		Fire up to max due timers; returns how many fired, and in *claimed
- *		how many were due and handled (fired, or dropped as stale).
+ *		how many were due and handled (fired, or dropped as stale).  Waits
+ *		for no lock longer than TIMER_LOCK_TIMEOUT_MS.
  */
 static int
 RunTimers(int32 max, uint64 *claimed)
@@ -303,6 +322,7 @@ RunTimers(int32 max, uint64 *claimed)
 	uint64		i;
 	int			fired = 0;
 	Jsonb	   *payload;
+	int			guc_level;
 
 	if (max < 0)
 		ereport(ERROR,
@@ -312,6 +332,11 @@ RunTimers(int32 max, uint64 *claimed)
 	if (max == 0)
 		return 0;
 
+	/* for this call only, as a function's SET clause does */
+	guc_level = NewGUCNestLevel();
+	if (LockTimeout == 0 || LockTimeout > TIMER_LOCK_TIMEOUT_MS)
+		(void) set_config_option("lock_timeout", CppAsString2(TIMER_LOCK_TIMEOUT_MS), PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = OrderPlan(&due_plan,
@@ -366,6 +391,7 @@ RunTimers(int32 max, uint64 *claimed)
 							(unsigned long long) (i + 1), (unsigned long long) n, fired)));
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 	if (n > 0)
 		ereport(DEBUG1,
 				(errmsg("order_ext: run_timers claimed %llu due timers, fired %d",

@@ -13,12 +13,16 @@
 #    back to, and run_timers() runs with a short lock_timeout: the timer is
 #    put back, due again 5 s later, with a warning that says so.  Before,
 #    it was dropped, and the order stayed pending_payment for good.
+# 3. A runner waits for no lock for long (50 ms), so it cannot deadlock with
+#    buyers over the stock rows of the timers it fired earlier in the call
+#    (which gave the buyers 40P01).
 use strict;
 use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 use lib 't', 'test/t';
 use ArchiveTest;
@@ -88,6 +92,59 @@ like($err, qr/timer no_such_event of order $second .* dropped/, 'a timer whose t
 is($node->safe_psql('postgres', "SELECT count(*) FROM order_ext.timers WHERE order_id = $second"), '0',
 	'and not put back');
 
+# 3. a runner never waits long for a lock: the stock rows of the timers it
+#    fired stay locked until its call ends, and it takes them in due order,
+#    not in the SKU order buyers take them in.  Order X (SKU DL-B) is due
+#    before order Y (DL-A); one buyer holds DL-A, another has asked for DL-A
+#    and then DL-B.  The runner expires X (now holding DL-B) and goes on to
+#    Y, which needs DL-A: had it waited, the first buyer's commit would have
+#    handed DL-A to the second, who then waits for the runner's DL-B while
+#    the runner waits for DL-A, a deadlock the second buyer's check (after
+#    1 s; the runner's own is set to 10 s) would end with 40P01 for the
+#    buyer.  The runner gives up on Y after a short lock wait instead (its
+#    timer is put back), ends its call and so lets the buyer on.
 $holder->{h}->finish;
+$node->safe_psql('postgres', q{
+SELECT order_ext.set_stock('DL-A', 10), order_ext.set_stock('DL-B', 10);
+CREATE TABLE dl AS SELECT 'X' AS tag, order_ext.new_order_id() AS id;
+INSERT INTO dl SELECT 'Y', order_ext.new_order_id();
+SELECT count(*) FROM dl, LATERAL order_ext.create_order(dl.id, 11,
+  jsonb_build_array(jsonb_build_object('sku', CASE tag WHEN 'X' THEN 'DL-B' ELSE 'DL-A' END,
+                                       'qty', 1, 'unit_price', 100))) o;
+UPDATE order_ext.timers t SET due_at = now() - CASE d.tag WHEN 'X' THEN interval '2 s' ELSE interval '1 s' END
+  FROM dl d WHERE t.order_id = d.id;
+});
+my ($x, $y) = map { $node->safe_psql('postgres', "SELECT id FROM dl WHERE tag = '$_'") } qw(X Y);
+my $buyer1 = open_session($node, q{BEGIN; SELECT status FROM order_ext.create_order(order_ext.new_order_id(), 12, '[{"sku":"DL-A","qty":1,"unit_price":100}]');});
+my $buyer2 = open_session($node, 'BEGIN;');
+$buyer2->{in} .= q{SELECT status FROM order_ext.create_order(order_ext.new_order_id(), 13, '[{"sku":"DL-A","qty":1,"unit_price":100},{"sku":"DL-B","qty":1,"unit_price":100}]');} . "\nCOMMIT;\nSELECT 'buyer2 done';\n";
+$buyer2->{h}->pump_nb;
+ok(wait_for($node, 'postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'}, 10),
+	'the second buyer waits for DL-A, which the first holds');
+my %runner = (in => "SET deadlock_timeout = '10s';\nSELECT order_ext.run_timers();\n", out => '', err => '');
+$runner{h} = IPC::Run::start([ 'psql', '-X', '-Atq', '-d', $node->connstr('postgres') ],
+	'<', \$runner{in}, '>', \$runner{out}, '2>', \$runner{err},
+	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+$runner{h}->pump while length $runner{in};	# its input is written only while pumped
+# the runner expires X, then waits for DL-A only briefly, and commits
+ok(wait_for($node, 'postgres', "SELECT status = 'cancelled' FROM order_ext.orders WHERE order_id = $x", 10),
+	'the runner expires X and ends its call (X is seen cancelled only once the call has committed)');
+usleep(300_000);
+session_do($buyer1, 'COMMIT;');
+$buyer2->{h}->pump until $buyer2->{out} =~ /buyer2 done/ || $buyer2->{err} =~ /ERROR/;
+$runner{h}->finish;
+unlike($buyer2->{err}, qr/deadlock detected/, 'the second buyer gets no deadlock error');
+like($buyer2->{out}, qr/pending_payment/, 'and its order is made');
+is($runner{out} =~ s/\s+\z//r, '1', 'the runner fired X only');
+like($runner{err}, qr/timer expire of order $y \(pending_payment at version 1\) put back for 5 s: canceling statement due to lock timeout/,
+	'and put back Y, whose stock row it would have had to wait for');
+is($node->safe_psql('postgres', "SELECT string_agg(status, ',' ORDER BY tag) FROM dl JOIN order_ext.orders o ON o.order_id = dl.id"),
+	'cancelled,pending_payment', 'X expired; Y waits for its timer, due again later');
+is($node->safe_psql('postgres', 'SHOW lock_timeout'), '0', '(the short lock wait is for run_timers only: the session keeps its own)');
+my ($rc2, $lt) = $node->psql('postgres', q{SET lock_timeout = '7s'; SELECT order_ext.run_timers(); SHOW lock_timeout});
+like($lt, qr/7s$/, 'a session that called run_timers has its lock_timeout back afterwards');
+
+$buyer1->{h}->finish;
+$buyer2->{h}->finish;
 $node->stop;
 done_testing();
