@@ -17,6 +17,15 @@
  * horizon, so no id issued before a crash can be issued again, whatever the
  * clock says after the restart.
  *
+ * A server that starts from a backup or as a standby (standby.signal or
+ * recovery.signal) has no such file of the server whose ids it replays, or
+ * an old one: the ids that server issued just ahead of the clock, or that
+ * create_order took ahead of it (OrderIdClaim), are in the tables but not
+ * in this generator.  So its first id after recovery starts no earlier
+ * than OE_ID_AHEAD_MS past the clock, beyond any id another server could
+ * have taken (id_state->floor_pending).  A restore by COPY (pg_restore)
+ * moves the generator past the ids it brings in (OrderIdSeen).
+ *
  * Writing the file durably takes fsyncs, under a lock every id-issuing
  * backend would queue on; while the disk is busy (a checkpoint, archiving,
  * new WAL segments) an fsync took tens of milliseconds, which create_order's
@@ -54,8 +63,12 @@ typedef struct OrderIdState
 	pg_atomic_uint64 last;		/* (ms << 12) | seq of the last id issued */
 	pg_atomic_uint64 horizon;	/* ids with ms < horizon are covered on disk */
 	uint64		resumed;		/* 'last' at start-up: no id issued while equal */
+	pg_atomic_uint32 floor_pending; /* started in recovery from a backup: see above */
 	LWLock	   *lock;			/* serialises writes of the state file */
 } OrderIdState;
+
+/* a caller-supplied id may be this far ahead of the clock (OrderIdClaim) */
+#define OE_ID_AHEAD_MS	10000	/* a restart resumes ids up to OE_ID_HORIZON_STEP_MS ahead, plus clock skew */
 
 static OrderIdState *id_state = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -176,6 +189,10 @@ OrderIdShmemStartup(void)
 		pg_atomic_init_u64(&id_state->last, horizon << OE_ID_SEQ_BITS);
 		pg_atomic_init_u64(&id_state->horizon, horizon);
 		id_state->resumed = horizon << OE_ID_SEQ_BITS;
+		/* (the postmaster runs in the data directory) */
+		pg_atomic_init_u32(&id_state->floor_pending,
+						   access(STANDBY_SIGNAL_FILE, F_OK) == 0 ||
+						   access(RECOVERY_SIGNAL_FILE, F_OK) == 0);
 		id_state->lock = &(GetNamedLWLockTranche("order_ext_ids"))->lock;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -281,6 +298,13 @@ new_order_id(PG_FUNCTION_ARGS)
 				 errhint("Ask the primary for order ids.")));
 
 	now_ms = NowMs();
+	if (unlikely(pg_atomic_read_u32(&id_state->floor_pending) != 0))
+	{
+		/* the first ids after recovery from a backup: past any taken ahead */
+		OrderIdSeen((int64) (((now_ms + OE_ID_AHEAD_MS) << OE_ID_TIME_SHIFT) |
+							 ((uint64) oe_node_id << OE_ID_SEQ_BITS)));
+		pg_atomic_write_u32(&id_state->floor_pending, 0);
+	}
 	old = pg_atomic_read_u64(&id_state->last);
 	for (;;)
 	{
@@ -319,8 +343,6 @@ new_order_id(PG_FUNCTION_ARGS)
  *		month to come.  One of this node's ids past the generator's last
  *		moves the generator past it (and the durable horizon with it).
  */
-#define OE_ID_AHEAD_MS	10000	/* a restart resumes ids up to OE_ID_HORIZON_STEP_MS ahead, plus clock skew */
-
 void
 OrderIdClaim(int64 order_id)
 {
@@ -338,8 +360,27 @@ OrderIdClaim(int64 order_id)
 						   timestamptz_to_str(OrderIdTime(order_id))),
 				 errhint("Get one from order_ext.new_order_id(); ids of past times may be supplied"
 						 " (importing history).")));
-	if (!ours || id_state == NULL || word <= last || RecoveryInProgress())
+	OrderIdSeen(order_id);
+}
+
+/*
+ * OrderIdSeen
+ *		An id that is in the tables now (taken by create_order, or restored):
+ *		if it is one of this node's and past the generator's last, move the
+ *		generator past it (and the durable horizon with it), so that
+ *		new_order_id() never hands it out.
+ */
+void
+OrderIdSeen(int64 order_id)
+{
+	uint64		ms = (uint64) order_id >> OE_ID_TIME_SHIFT;
+	bool		ours = (((uint64) order_id >> OE_ID_SEQ_BITS) & OE_ID_MAX_NODE) == (uint64) oe_node_id;
+	uint64		word = (ms << OE_ID_SEQ_BITS) | ((uint64) order_id & OE_ID_SEQ_MASK);
+	uint64		last;
+
+	if (!ours || id_state == NULL || RecoveryInProgress() || ms > (uint64) OE_ID_MAX_MS)
 		return;
+	last = pg_atomic_read_u64(&id_state->last);
 	while (word > last)
 		if (pg_atomic_compare_exchange_u64(&id_state->last, &last, word))
 			break;

@@ -60,6 +60,8 @@ OrderProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 								dest, qc);
+	if (IsA(stmt, CopyStmt))
+		OrderIdsAfterCopy((CopyStmt *) stmt);	/* a restore's ids ahead of the clock */
 }
 
 /*

@@ -57,6 +57,7 @@ extern void OrderIdsInit(void);
 extern void OrderIdsKeepAhead(void);
 extern int64 OrderIdMinForTime(TimestampTz t);
 extern void OrderIdClaim(int64 order_id);
+extern void OrderIdSeen(int64 order_id);
 extern TimestampTz OrderIdTime(int64 order_id);
 
 /* How often the launcher calls OrderIdsKeepAhead(), at the most. */
@@ -64,6 +65,7 @@ extern TimestampTz OrderIdTime(int64 order_id);
 
 /* partitions.c */
 extern void OrderPartitionsBeforeCopy(CopyStmt *stmt);
+extern void OrderIdsAfterCopy(CopyStmt *stmt);
 extern Oid	OrderPartitionCheck(Relation rel, int64 order_id);
 extern void OrderPartitionRelease(Oid relid);
 extern void OrderPartitionAdopt(Oid relid);

@@ -228,6 +228,50 @@ OrderPartitionsBeforeCopy(CopyStmt *stmt)
 }
 
 /*
+ * OrderIdsAfterCopy
+ *		After COPY order_ext.orders... FROM (a restore, into the parent or a
+ *		month of live or history orders): move the id generator past this
+ *		node's ids among the rows (OrderIdSeen), so that a database restored
+ *		moments after its dump never gets an id issued again that was taken
+ *		just ahead of the clock there.  Read as the tables' owner (COPY FROM
+ *		needs no SELECT right).
+ */
+void
+OrderIdsAfterCopy(CopyStmt *stmt)
+{
+	RangeVar   *rv = stmt->relation;
+	Oid			nspid;
+	Oid			relid;
+	Oid			save_userid;
+	int			save_sec;
+	bool		isnull;
+	Datum		max;
+
+	if (!stmt->is_from || rv == NULL || rv->schemaname == NULL ||
+		strcmp(rv->schemaname, "order_ext") != 0 || !IsTransactionState() ||
+		(strcmp(rv->relname, "orders") != 0 && strncmp(rv->relname, "orders_p", 8) != 0 &&
+		 strncmp(rv->relname, "orders_history", 14) != 0))
+		return;
+	nspid = get_namespace_oid("order_ext", true);
+	relid = OidIsValid(nspid) ? get_relname_relid(rv->relname, nspid) : InvalidOid;
+	if (!OidIsValid(relid) || !OidIsValid(get_extension_oid("order_ext", true)))
+		return;
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(RelOwner(relid), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* not read-only: the rows COPY wrote become visible to it */
+	if (SPI_execute(psprintf("SELECT max(order_id) FROM order_ext.%s", quote_identifier(rv->relname)),
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the order ids of order_ext.%s", rv->relname);
+	max = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		OrderIdSeen(DatumGetInt64(max));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/*
  * MonthStart
  *		The first instant (UTC) of the month containing t, plus 'add' months.
  */

@@ -42,6 +42,14 @@ is($standby->safe_psql('postgres', "SELECT count(*) FROM order_ext.worker_runs W
 my ($rc, $out, $err) = $standby->psql('postgres', 'SELECT order_ext.new_order_id()');
 like($err, qr/new_order_id\(\) cannot run during recovery/, 'new_order_id() on the standby is refused');
 
+# an order whose id the primary took ahead of the clock (create_order
+# accepts ids up to 10 s ahead): the standby's generator never saw it, so
+# once promoted its first ids start past any id taken ahead
+my $ahead = $primary->safe_psql('postgres', q{
+SELECT order_id FROM order_ext.create_order(order_ext.min_order_id(clock_timestamp() + interval '9.5 seconds') + 7, 1,
+                                            '[{"sku":"AHEAD","qty":1,"unit_price":5}]')});
+$primary->wait_for_catchup($standby);
+
 # promoted: the launcher and a worker start, and runs are recorded there
 $primary->stop;
 $standby->promote;
@@ -53,6 +61,8 @@ my $wpid = $standby->safe_psql('postgres',
 ok(wait_for($standby, 'postgres',
 	qq{SELECT count(*) >= 2 FROM order_ext.worker_runs WHERE pid = $wpid AND status = 'succeeded'}, 30),
 	'and runs');
-like($standby->safe_psql('postgres', 'SELECT order_ext.new_order_id()'), qr/^\d+$/, 'and it issues order ids');
+my $first = $standby->safe_psql('postgres', 'SELECT order_ext.new_order_id()');
+like($first, qr/^\d+$/, 'and it issues order ids');
+is($standby->safe_psql('postgres', "SELECT $first > $ahead"), 't', 'past the id the primary took ahead of the clock');
 $standby->stop;
 done_testing();

@@ -251,5 +251,31 @@ is($node->safe_psql($db, q{SELECT order_ext.archive('20 days', 100)}), '0',
 is($node->safe_psql($db, q{SELECT order_ext.maintain()}), '0',
 	'maintain() finds the coming months made');
 
+# Restored into another server moments after the dump: an order whose id
+# was taken ahead of the clock there (create_order accepts ids up to 10 s
+# ahead) must not be issued again by the new server's new_order_id(): the
+# restore's COPY moves its generator past the ids it brings in.
+my $node2 = PostgreSQL::Test::Cluster->new('restored');
+$node2->init;
+$node2->append_conf('postgresql.conf', "shared_preload_libraries = 'order_ext'\nlog_statement = 'none'\n");
+$node2->start;
+$node->safe_psql('postgres', 'CREATE DATABASE oe_ahead');
+my $ahead = $node->safe_psql('oe_ahead', q{
+CREATE EXTENSION order_ext;
+SELECT order_ext.create_partitions(now(), now() + interval '1 month');
+SELECT order_id FROM order_ext.create_order(order_ext.min_order_id(clock_timestamp() + interval '9.5 seconds') + 7, 501,
+                                            '[{"sku":"AHEAD","qty":1,"unit_price":5}]');
+});
+$ahead = (split /\n/, $ahead)[-1];
+my $dump3 = $node->basedir . '/oe_ahead.dump';
+command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('oe_ahead'), '-f', $dump3 ], 'pg_dump of a database with an id taken 9.5 s ahead of the clock');
+$node2->safe_psql('postgres', 'CREATE DATABASE oe_ahead');
+command_ok([ 'pg_restore', '--exit-on-error', '-d', $node2->connstr('oe_ahead'), $dump3 ], 'restored into another server');
+is($node2->safe_psql('oe_ahead', "SELECT order_ext.new_order_id() > $ahead"), 't',
+	'that server\'s next id is past the restored one, though the clock has not reached it yet');
+is($node2->safe_psql('oe_ahead', "SELECT order_ext.order_id_time($ahead) > clock_timestamp()"), 't',
+	'(the restored id is still ahead of the clock)');
+$node2->stop;
+
 $node->stop;
 done_testing();
