@@ -54,6 +54,8 @@ OrderProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 		EventsBeforeListen((ListenStmt *) stmt);	/* the listener count */
 	else if (IsA(stmt, DropdbStmt))
 		WorkerBeforeDropdb((DropdbStmt *) stmt, context == PROCESS_UTILITY_TOPLEVEL);	/* our processes must not block it */
+	else if (IsA(stmt, DropStmt))
+		WorkerBeforeDropExtension((DropStmt *) stmt);	/* nor deadlock with DROP EXTENSION */
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 							 dest, qc);

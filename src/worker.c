@@ -384,10 +384,10 @@ CheckArchiveAfter(char **newval, void **extra, GucSource source)
 /*
  * StopDatabaseProcesses
  *		SIGTERM the order_ext background processes connected to dboid and
- *		wait up to 5 s for them to exit.
+ *		wait up to 5 s for them to exit; why ends the log line.
  */
 static void
-StopDatabaseProcesses(Oid dboid)
+StopDatabaseProcesses(Oid dboid, const char *why)
 {
 	pid_t		pids[MAX_WORKERS];
 	int			npids = 0;
@@ -423,7 +423,7 @@ StopDatabaseProcesses(Oid dboid)
 	}
 	if (npids > 0)
 		ereport(LOG,
-				(errmsg("order_ext: stopped %d background process(es) of a database being dropped", npids)));
+				(errmsg("order_ext: stopped %d background process(es) of a database %s", npids, why)));
 }
 
 /*
@@ -444,7 +444,35 @@ WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel)
 	if (!OidIsValid(dboid) || !isTopLevel || IsTransactionBlock() || IsSubTransaction() ||
 		!pg_database_ownercheck(dboid, GetUserId()))
 		return;
-	StopDatabaseProcesses(dboid);
+	StopDatabaseProcesses(dboid, "being dropped");
+}
+
+/*
+ * WorkerBeforeDropExtension
+ *		Before DROP EXTENSION order_ext by its owner: stop this database's
+ *		worker and archive processes.  They hold locks on the extension's
+ *		tables and wait for others: the DROP, locking its objects one by
+ *		one, deadlocked with them, or dropped tables under a process still
+ *		working on them.  (The launcher starts the worker again later; with
+ *		no extension, its runs do nothing.)
+ */
+void
+WorkerBeforeDropExtension(DropStmt *stmt)
+{
+	ListCell   *lc;
+	Oid			extoid;
+
+	if (stmt->removeType != OBJECT_EXTENSION)
+		return;
+	foreach(lc, stmt->objects)
+	{
+		if (strcmp(strVal(lfirst(lc)), "order_ext") != 0)
+			continue;
+		extoid = get_extension_oid("order_ext", true);
+		if (OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId()))
+			StopDatabaseProcesses(MyDatabaseId, "whose order_ext extension is being dropped");
+		return;
+	}
 }
 
 /* ---------------------------------------------------------------------

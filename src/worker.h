@@ -13,6 +13,7 @@
 
 extern void WorkerInit(void);
 extern void WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel);
+extern void WorkerBeforeDropExtension(DropStmt *stmt);
 extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
 extern void BgPinSettings(void);
 

@@ -249,6 +249,27 @@ ok($node->wait_for_log(qr/database "past_the_limit" in order_ext.worker_database
 	'a database past the 64th is warned of');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET order_ext.worker_databases; SELECT pg_reload_conf()');
 
+# DROP EXTENSION while archive() works in that database: its process is
+# stopped first (it holds locks on the order tables and waits for others:
+# the DROP, taking its objects' locks one by one, deadlocked with it, or
+# dropped tables under it); the call says so, and the extension can be made
+# again
+$node->safe_psql('postgres', 'CREATE EXTENSION order_ext');
+make_month($node, 'postgres', '2024-03-01', 3000, 1);
+my ($aout, $aerr);
+my $arch = start_archive($node, \$aout, \$aerr);
+ok(wait_for($node, 'postgres', q{SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+	WHERE backend_type = 'order_ext archive' AND query LIKE 'order_ext archive: batches of%')}, 30),
+	'archive() works through a month in batches');
+($rc, $out, $err) = $node->psql('postgres', 'SET client_min_messages = warning; DROP EXTENSION order_ext CASCADE');
+is($rc, 0, 'DROP EXTENSION meanwhile succeeds') or diag($err);
+$arch->finish;
+like($aerr, qr/archive process was asked to stop/, 'the archive() call says its process was stopped');
+ok($node->log_contains(qr/stopped 1 background process\(es\) of a database whose order_ext extension is being dropped/),
+	'and the log says why');
+is($node->safe_psql('postgres', 'CREATE EXTENSION order_ext; SELECT count(*) FROM order_ext.orders'), '0',
+	'the extension can be made again');
+
 # SIGTERM (fast shutdown) stops everything promptly
 my $t0 = time;
 $node->stop('fast');
