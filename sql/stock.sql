@@ -315,4 +315,60 @@ WHERE c.parent_id = pg_temp.id('m4');
 SELECT pg_temp.st('M-1'), pg_temp.st('M-2');
 SELECT * FROM order_ext.check_stock();
 
+--------------------------------------------------------------------------
+-- purchase limits with a user machine that holds (stock:release) and
+-- resumes (stock:reserve): the units count off at the hold, on again at the
+-- resume (OE005 if the buyer holds too much by then), and a close after a
+-- hold does not take them off twice (it took other orders' units off the
+-- buyer's count, letting the buyer past the limit); setting the limit again
+-- counts the same way (the last stock effect of each order's timeline), also
+-- for a status of the machine's own that ends orders (voided)
+--------------------------------------------------------------------------
+INSERT INTO order_ext.machines VALUES ('holdm', 'pending_payment', '{completed,cancelled,closed,voided}', 'hold and resume');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects) VALUES
+    ('holdm', 'pending_payment', 'pay', 'paid', '{system}', '{stamp:paid_at,stock:reserve}'),
+    ('holdm', 'pending_payment', 'cancel', 'cancelled', '{buyer,system}', '{stamp:closed_at,stock:release}'),
+    ('holdm', 'paid', 'hold', 'on_hold', '{merchant}', '{stock:release}'),
+    ('holdm', 'on_hold', 'resume', 'paid', '{merchant}', '{stock:reserve}'),
+    ('holdm', 'paid', 'void', 'voided', '{merchant}', '{stock:release}'),
+    ('holdm', 'on_hold', 'close', 'closed', '{system}', '{stamp:closed_at,stock:release}'),
+    ('holdm', 'paid', 'close', 'closed', '{system}', '{stamp:closed_at,stock:release}');
+SELECT count(*) AS problems FROM order_ext.validate_machine('holdm');
+SELECT order_ext.set_stock('HM', 100) IS NOT NULL AS tracked, order_ext.set_purchase_limit('HM', 4);
+CREATE FUNCTION pg_temp.mkm(tag text, machine text, qty int) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint := order_ext.new_order_id();
+    r text;
+BEGIN
+    r := pg_temp.err(format('SELECT order_ext.create_order(%s, 60, %L, machine => %L)', new_id,
+                            jsonb_build_array(jsonb_build_object('sku', 'HM', 'qty', qty, 'unit_price', 10)), machine));
+    IF r = 'ok' THEN
+        INSERT INTO pg_temp.o VALUES (tag, new_id);
+    END IF;
+    RETURN r;
+END $$;
+CREATE FUNCTION pg_temp.held() RETURNS bigint LANGUAGE sql AS
+$$ SELECT coalesce(sum(qty), 0) FROM order_ext.buyer_holdings WHERE buyer_id = 60 AND sku = 'HM' $$;
+SELECT pg_temp.mkm('hm1', 'holdm', 2) AS hm1, pg_temp.mkm('hm2', 'physical', 2) AS hm2;
+SELECT pg_temp.held() AS held;
+SELECT pg_temp.pay('hm1') AS paid, pg_temp.fire('hm1', 'hold', 'merchant') AS hold, pg_temp.held() AS held_on_hold;
+SELECT pg_temp.fire('hm1', 'resume', 'merchant') AS resume, pg_temp.held() AS held_resumed;
+SELECT pg_temp.fire('hm1', 'hold', 'merchant') AS hold_again, pg_temp.held() AS held_on_hold_again;
+-- refunded in full while on hold: closes (stock:release), nothing more comes off
+SELECT status FROM order_ext.refund(pg_temp.id('hm1'), 'hm1-all', amount => 20);
+SELECT pg_temp.held() AS held_closed;
+SELECT pg_temp.mkm('hm3', 'physical', 3) AS over_the_limit;
+-- a resume that would take the buyer past the limit is refused
+SELECT pg_temp.mkm('hm4', 'holdm', 2) AS hm4;
+SELECT pg_temp.pay('hm4') AS paid, pg_temp.fire('hm4', 'hold', 'merchant') AS hold, pg_temp.held() AS held;
+SELECT pg_temp.mkm('hm5', 'physical', 2) AS hm5, pg_temp.held() AS held;
+SELECT pg_temp.fire('hm4', 'resume', 'merchant') AS resume_over_the_limit, pg_temp.held() AS held;
+-- voided (a status of the machine's own) stops counting, at run time and
+-- when the limit is set again
+SELECT pg_temp.fire('hm5', 'cancel', 'buyer') AS hm5_cancelled, pg_temp.mkm('hm6', 'holdm', 1) AS hm6;
+SELECT pg_temp.pay('hm6') AS paid, pg_temp.held() AS held;
+SELECT pg_temp.fire('hm6', 'void', 'merchant') AS void, pg_temp.held() AS held_voided;
+SELECT order_ext.set_purchase_limit('HM', 4);
+SELECT pg_temp.held() AS held_counted_again;
+
 DROP EXTENSION order_ext CASCADE;

@@ -405,12 +405,20 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 	/* stock effects: after the order row, in the order lock's shadow */
-	if (t->effects & OE_EFFECT_STOCK_RESERVE)
-		StockReserveOrder(st->order_id);
-	if (t->effects & OE_EFFECT_STOCK_COMMIT)
+	if (t->effects & (OE_EFFECT_STOCK_RESERVE | OE_EFFECT_STOCK_RELEASE))
+	{
+		/* whether its units count against purchase limits before this move */
+		bool		counted = !StockLimited() || OrderUnitsCounted(st, new_version - 1);
+
+		if (t->effects & OE_EFFECT_STOCK_RESERVE)
+			StockReserveOrder(st->order_id, !counted);
+		if (t->effects & OE_EFFECT_STOCK_COMMIT)
+			StockCommitOrder(st->order_id);
+		if (t->effects & OE_EFFECT_STOCK_RELEASE)
+			StockReleaseOrder(st->order_id, counted);
+	}
+	else if (t->effects & OE_EFFECT_STOCK_COMMIT)
 		StockCommitOrder(st->order_id);
-	if (t->effects & OE_EFFECT_STOCK_RELEASE)
-		StockReleaseOrder(st->order_id);
 
 	/*
 	 * An order that ends (closed_at) keeping money it took, other than by
@@ -502,29 +510,66 @@ fire(PG_FUNCTION_ARGS)
 }
 
 /*
+ * OrderUnitsCounted
+ *		Whether a locked order's units count against purchase limits, as of
+ *		its version upto: creation counts them, a transition with the
+ *		stock:release effect (cancel, expire, close; a user machine's hold)
+ *		takes them off, one with stock:reserve (a user machine's resume)
+ *		counts them again.  So the newest event of its timeline whose
+ *		transition has either effect says (release first, if both).  Read
+ *		only where some SKU has a limit (StockLimited).  The caller is
+ *		connected to SPI.
+ */
+bool
+OrderUnitsCounted(OrderState *st, int32 upto)
+{
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	uint64		r;
+
+	values[0] = Int64GetDatum(st->order_id);
+	values[1] = Int32GetDatum(upto);
+	if (SPI_execute_plan(TwinPlan(plans, st->archived,
+								  "SELECT from_status, event FROM order_ext.order_events{h}"
+								  " WHERE order_id = $1 AND version <= $2 ORDER BY version DESC",
+								  2, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the timeline of order " INT64_FORMAT, st->order_id);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		char	   *from = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *event = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		const TransitionDef *t = from != NULL ? TransitionLookup(st->machine, from, event) : NULL;
+
+		if (t != NULL && (t->effects & OE_EFFECT_STOCK_RELEASE))
+			return false;
+		if (t != NULL && (t->effects & OE_EFFECT_STOCK_RESERVE))
+			return true;
+	}
+	return true;				/* counted since its creation */
+}
+
+/*
  * OrderReturnUnits
  *		Units of a locked order's lines go back (a refund by lines, an
  *		after-sale return): StockReturnLines, told what the order's stock
  *		went through.  restock puts back only units that left the warehouse
  *		(the order shipped; before that they are reserved, released now, or
- *		were released by a cancel or close).  And units of an order that
- *		entered its current status by a transition with the stock:release
- *		effect (cancel, expire, close) left the buyer's purchase-limit
- *		holdings then, so they do not leave them again.  The caller is
- *		connected to SPI.
+ *		were released by a cancel or close).  And units of an order whose
+ *		units no longer count against purchase limits (OrderUnitsCounted:
+ *		a cancel, expire, close or hold took them off) do not leave the
+ *		buyer's holdings again.  The caller is connected to SPI.
  */
 void
 OrderReturnUnits(OrderState *st, int nlines, const StockLine *lines, bool buckets,
 				 bool restock, bool holdings)
 {
 	const OrderFacts *f;
-	const TransitionDef *t = NULL;
 
 	if (nlines == 0)
 		return;					/* a refund by amount: no units */
 	f = OrderFactsOf(st);
-	if (f->entered)
-		t = TransitionLookup(st->machine, f->entered_from, f->entered_by);
 	StockReturnLines(st->order_id, nlines, lines, buckets, restock && f->shipped,
-					 holdings && (t == NULL || (t->effects & OE_EFFECT_STOCK_RELEASE) == 0));
+					 holdings && StockLimited() && OrderUnitsCounted(st, st->version));
 }

@@ -562,6 +562,23 @@ HoldingsAdd(int64 buyer_id, const StockSku *s, int64 qty)
 					   "; this order asks for " INT64_FORMAT ".", buyer_id, s->limit, held, qty)));
 }
 
+/* The buyer of an order (a live one: the caller holds its lock). */
+static int64
+OrderBuyer(int64 order_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = Int64GetDatum(order_id);
+	Exec(OrderPlan(&plan, "SELECT buyer_id FROM order_ext.orders WHERE order_id = $1", 1, types),
+		 values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "order " INT64_FORMAT " not found", order_id);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 static void
 HoldingsSub(int64 order_id, const char *sku, int64 qty)
 {
@@ -657,20 +674,47 @@ OrderLines(int64 order_id, bool unreserved_only, int *n)
 }
 
 /*
+ * StockLimited
+ *		Whether any SKU has a purchase limit, so that holdings are kept.
+ */
+bool
+StockLimited(void)
+{
+	return StockCatalog() && nlimited > 0;
+}
+
+/*
  * StockReserveOrder
  *		Effect stock:reserve (pay): reserve every tracked SKU of the order
  *		that holds no reservation yet (on_pay SKUs, and SKUs tracked since).
+ *		With count_again (a user machine's resume after a stock:release:
+ *		fire.c, OrderUnitsCounted), its units count against purchase limits
+ *		again, and may be refused (OE005).
  */
 void
-StockReserveOrder(int64 order_id)
+StockReserveOrder(int64 order_id, bool count_again)
 {
 	StockLine  *lines;
 	int			n;
+	int			i;
 
-	if (!StockCatalog() || ntracked == 0)
+	if (!StockCatalog())
 		return;
-	lines = OrderLines(order_id, true, &n);
-	ReserveLines(order_id, n, lines, false);
+	if (ntracked > 0)
+	{
+		lines = OrderLines(order_id, true, &n);
+		ReserveLines(order_id, n, lines, false);
+	}
+	if (!count_again || nlimited == 0)
+		return;
+	lines = OrderLines(order_id, false, &n);
+	for (i = 0; i < n; i++)
+	{
+		const StockSku *s = StockLookup(lines[i].sku);
+
+		if (s != NULL && s->limit > 0)
+			HoldingsAdd(OrderBuyer(order_id), s, lines[i].qty);
+	}
 }
 
 /*
@@ -714,16 +758,18 @@ StockCommitOrder(int64 order_id)
 /*
  * StockReleaseOrder
  *		Effect stock:release (cancel, expire, close): reservations go back
- *		and the order's units stop counting against purchase limits.
+ *		and the order's units stop counting against purchase limits, if they
+ *		counted (an earlier stock:release of a user machine took them off
+ *		already: fire.c, OrderUnitsCounted).
  */
 void
-StockReleaseOrder(int64 order_id)
+StockReleaseOrder(int64 order_id, bool counted)
 {
 	if (!StockCatalog())
 		return;
 	if (ntracked > 0)
 		DropReservations(order_id, false);
-	if (nlimited > 0)
+	if (nlimited > 0 && counted)
 	{
 		int			n;
 		int			i;
@@ -1140,7 +1186,19 @@ set_purchase_limit(PG_FUNCTION_ARGS)
 								   "       UNION ALL"
 								   "       SELECT order_id, qty, refunded_qty FROM order_ext.order_items_history WHERE sku = $1) i"
 								   " JOIN order_ext.all_orders o ON o.order_id = i.order_id"
-								   " WHERE o.status NOT IN ('cancelled', 'closed', 'split')"
+								   /* as at run time (fire.c, OrderUnitsCounted): not split, and
+									* the last stock effect of its timeline not stock:release */
+								   " WHERE o.status <> 'split' AND NOT coalesce(("
+								   "   SELECT 'stock:release' = ANY (t.effects)"
+								   "   FROM (SELECT e.version, e.from_status, e.event FROM order_ext.order_events e"
+								   "         WHERE e.order_id = o.order_id"
+								   "         UNION ALL"
+								   "         SELECT e.version, e.from_status, e.event FROM order_ext.order_events_history e"
+								   "         WHERE e.order_id = o.order_id) e"
+								   "   JOIN order_ext.transitions t"
+								   "     ON t.machine = o.machine AND t.from_status = e.from_status AND t.event = e.event"
+								   "   WHERE t.effects && ARRAY['stock:release', 'stock:reserve']"
+								   "   ORDER BY e.version DESC LIMIT 1), false)"
 								   " GROUP BY o.buyer_id HAVING sum(i.qty - i.refunded_qty) > 0",
 								   1, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not set the purchase limit");

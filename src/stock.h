@@ -18,9 +18,11 @@ typedef struct StockLine
 extern void StockOnCreate(int64 order_id, int64 buyer_id, int nlines, const StockLine *lines);
 
 /* Transition effects (machine.h OE_EFFECT_STOCK_*), on a locked order. */
-extern void StockReserveOrder(int64 order_id);
+extern void StockReserveOrder(int64 order_id, bool count_again);
 extern void StockCommitOrder(int64 order_id);
-extern void StockReleaseOrder(int64 order_id);
+extern void StockReleaseOrder(int64 order_id, bool counted);
+/* whether any SKU has a purchase limit (then holdings are kept) */
+extern bool StockLimited(void);
 
 /*
  * Units of order lines go back (refund by lines, or an after-sale return).
