@@ -81,6 +81,10 @@ SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, NULL)$$) AS null_polic
        pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, buckets => NULL)$$) AS null_buckets;
 SELECT count(*) AS nothing_written FROM order_ext.stock_skus WHERE sku = 'S-1';
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', -1)$$) AS negative_on_hand;
+-- at most 10^15 units: at bigint's end, one restock made the stock view fail
+-- for every SKU
+SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 9223372036854775807)$$) AS huge_on_hand,
+       pg_temp.err($$SELECT order_ext.set_stock('S-1', 1000000000000001)$$) AS just_over;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, 'later')$$) AS bad_policy;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => true, buckets => 1)$$) AS one_bucket_hot;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => true, buckets => 1025)$$) AS too_many_buckets;

@@ -89,6 +89,14 @@ static SPIPlanPtr reserve_bucket_plan = NULL;
 static SPIPlanPtr lock_sku_plan = NULL;
 static SPIPlanPtr take_plan = NULL;
 static SPIPlanPtr insert_res_plan = NULL;
+/*
+ * The most on_hand set_stock takes (10^15 units): restocks add units that
+ * left the warehouse, so a SKU's on_hand, and the stock view's sums, stay
+ * far from bigint's end.  (At bigint's end, one restock made the view fail
+ * for every SKU.)
+ */
+#define OE_STOCK_MAX INT64CONST(1000000000000000)
+
 static SPIPlanPtr holdings_add_plan = NULL;
 static SPIPlanPtr holdings_get_plan = NULL;
 static SPIPlanPtr holdings_sub_plan = NULL;
@@ -1004,6 +1012,12 @@ set_stock(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("on_hand must not be negative")));
+	/* room for restocks after it, and for the sums over buckets and SKUs */
+	if (on_hand > OE_STOCK_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_hand must be at most " INT64_FORMAT, (int64) OE_STOCK_MAX),
+				 errdetail("Got " INT64_FORMAT ".", on_hand)));
 	for (i = 2; i <= 4; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
