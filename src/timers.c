@@ -27,6 +27,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/proc.h"
+#include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
@@ -392,6 +393,10 @@ RunTimers(int32 max, uint64 *claimed)
 	}
 	SPI_finish();
 	AtEOXact_GUC(true, guc_level);
+	/* the caller's statement again, not a progress line that looks stuck */
+	if (n >= 500)
+		pgstat_report_activity(STATE_RUNNING,
+							   debug_query_string ? debug_query_string : "order_ext.run_timers: done");
 	if (n > 0)
 		ereport(DEBUG1,
 				(errmsg("order_ext: run_timers claimed %llu due timers, fired %d",
