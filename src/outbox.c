@@ -54,18 +54,33 @@ ConsumerRegister(const char *consumer, bool from_now)
 {
 	Oid			argtypes[2] = {TEXTOID, BOOLOID};
 	Datum		values[2];
+	bool		isnull;
 
 	values[0] = CStringGetTextDatum(consumer);
 	values[1] = BoolGetDatum(from_now);
+	/*
+	 * From now: the horizon is the xmin of this snapshot, the oldest
+	 * transaction still running anywhere in the cluster, so events that
+	 * transactions which ended since wrote lie above it; they are
+	 * acknowledged here, in the same snapshot (every event it sees above
+	 * the horizon is of a transaction that ended before).  Those of
+	 * transactions still running are not visible to it and come.
+	 */
 	if (SPI_execute_plan(OrderPlan(&register_plan,
-								   "INSERT INTO order_ext.consumers (consumer, horizon)"
-								   " VALUES ($1, CASE WHEN $2 THEN pg_snapshot_xmin(pg_current_snapshot())"
-								   "              ELSE '0'::xid8 END)"
-								   " ON CONFLICT (consumer) DO NOTHING",
+								   "WITH c AS ("
+								   "  INSERT INTO order_ext.consumers (consumer, horizon)"
+								   "  VALUES ($1, CASE WHEN $2 THEN pg_snapshot_xmin(pg_current_snapshot())"
+								   "               ELSE '0'::xid8 END)"
+								   "  ON CONFLICT (consumer) DO NOTHING RETURNING consumer, horizon),"
+								   " a AS ("
+								   "  INSERT INTO order_ext.outbox_acks (consumer, order_id, id, txid)"
+								   "  SELECT c.consumer, o.order_id, o.id, o.txid"
+								   "  FROM c JOIN order_ext.outbox o ON $2 AND o.txid >= c.horizon)"
+								   " SELECT count(*) FROM c",
 								   2, argtypes),
-						 values, NULL, false, 0) != SPI_OK_INSERT)
+						 values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not register consumer");
-	return SPI_processed > 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) > 0;
 }
 
 /*
