@@ -9,6 +9,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -34,6 +37,8 @@ int			oe_request_ttl_s = 86400;
 void		_PG_init(void);
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void NoticeNotDumped(Node *stmt);
 
 /*
  * OrderProcessUtility
@@ -64,6 +69,54 @@ OrderProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 								dest, qc);
 	if (IsA(stmt, CopyStmt))
 		OrderIdsAfterCopy((CopyStmt *) stmt);	/* a restore's ids ahead of the clock */
+	else if (context == PROCESS_UTILITY_TOPLEVEL && (IsA(stmt, AlterTableStmt) || IsA(stmt, IndexStmt)))
+		NoticeNotDumped(stmt);
+}
+
+/*
+ * NoticeNotDumped
+ *		After ALTER TABLE ... ADD COLUMN or CREATE INDEX on one of
+ *		order_ext's own tables (members of the extension): pg_dump writes
+ *		their rows but not such changes, so a restore must make them again
+ *		before the data comes (README "Dump and restore").  Said once, as a
+ *		NOTICE, where it is done.
+ */
+static void
+NoticeNotDumped(Node *stmt)
+{
+	RangeVar   *rv;
+	Oid			relid;
+	Oid			extoid;
+	bool		adds_column = false;
+
+	if (creating_extension)
+		return;
+	if (IsA(stmt, IndexStmt))
+		rv = ((IndexStmt *) stmt)->relation;
+	else
+	{
+		ListCell   *lc;
+
+		rv = ((AlterTableStmt *) stmt)->relation;
+		foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+			if (((AlterTableCmd *) lfirst(lc))->subtype == AT_AddColumn)
+				adds_column = true;
+		if (!adds_column)
+			return;
+	}
+	if (rv == NULL || !IsTransactionState())
+		return;
+	extoid = get_extension_oid("order_ext", true);
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(extoid) || !OidIsValid(relid) ||
+		getExtensionOfObject(RelationRelationId, relid) != extoid)
+		return;
+	ereport(NOTICE,
+			(errmsg("pg_dump does not write %s added to order_ext.%s",
+					adds_column ? "columns" : "indexes", get_rel_name(relid)),
+			 errdetail("The table is the extension's: a dump has its rows, and CREATE EXTENSION makes it as shipped."),
+			 errhint("To restore such a dump, run pg_restore --section=pre-data, then this statement again,"
+					 " then pg_restore --section=data --section=post-data.")));
 }
 
 /*
