@@ -47,6 +47,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -448,6 +449,44 @@ WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel)
 }
 
 /*
+ * WorkerBeforeDatabaseCopyOrRename
+ *		Before ALTER DATABASE ... RENAME, or CREATE DATABASE ... TEMPLATE,
+ *		by the database's owner (or a superuser): stop our processes
+ *		connected to it, which would make either fail ("being accessed by
+ *		other users").  The worker of a renamed database does not come back
+ *		(order_ext.worker_databases names the old name); that of a template
+ *		comes back after the copy, in RESTART_DELAY_MS, and the copy holds
+ *		the database's lock against new connections meanwhile.
+ */
+void
+WorkerBeforeDatabaseCopyOrRename(Node *stmt)
+{
+	const char *dbname = NULL;
+	Oid			dboid;
+
+	if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
+		dbname = ((RenameStmt *) stmt)->subname;
+	else if (IsA(stmt, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreatedbStmt *) stmt)->options)
+		{
+			DefElem    *d = lfirst(lc);
+
+			if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
+				dbname = defGetString(d);
+		}
+	}
+	if (dbname == NULL)
+		return;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId || !pg_database_ownercheck(dboid, GetUserId()))
+		return;
+	StopDatabaseProcesses(dboid, IsA(stmt, RenameStmt) ? "being renamed" : "being copied");
+}
+
+/*
  * WorkerBeforeDropExtension
  *		Before DROP EXTENSION order_ext by its owner: stop this database's
  *		worker and archive processes.  They hold locks on the extension's
@@ -764,19 +803,24 @@ LauncherExit(int code, Datum arg)
  *		entries for indexes the shared init file lacks).
  */
 static Oid
-DatabaseOid(const char *name)
+DatabaseOid(const char *name, bool *is_template)
 {
 	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
 	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
 	HeapTuple	tup;
 	Oid			result = InvalidOid;
 
+	*is_template = false;
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 		if (strcmp(NameStr(db->datname), name) == 0)
-			result = db->datallowconn ? db->oid : InvalidOid;
+		{
+			/* a worker's connection would keep CREATE DATABASE from copying it */
+			*is_template = db->datistemplate;
+			result = db->datallowconn && !db->datistemplate ? db->oid : InvalidOid;
+		}
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -801,6 +845,7 @@ LauncherSync(void)
 	TimestampTz now = GetCurrentTimestamp();
 	long		sleep_ms = 10000;
 	bool		overflow = false;
+	bool		is_template;
 	int			i;
 
 	for (i = 0; i < MAX_WORKERS; i++)
@@ -851,12 +896,18 @@ LauncherSync(void)
 			strlcpy(w->dbname, name, NAMEDATALEN);
 		}
 		w->wanted = true;
-		w->dboid = DatabaseOid(name);
+		w->dboid = DatabaseOid(name, &is_template);
 		if (!OidIsValid(w->dboid) && !w->warned)
 		{
-			ereport(WARNING,
-					(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases does not exist"
-							" or does not allow connections", name)));
+			if (is_template)
+				ereport(WARNING,
+						(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases is a template;"
+								" it gets no worker", name),
+						 errdetail("A worker's connection would keep CREATE DATABASE from copying it.")));
+			else
+				ereport(WARNING,
+						(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases does not exist"
+								" or does not allow connections", name)));
 			w->warned = true;
 		}
 		else if (OidIsValid(w->dboid))

@@ -229,6 +229,27 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM ($WORKER AND pid = $pid) w
 ok(!$node->log_contains(qr/stopped \d+ background process\(es\) of a database being dropped/),
 	'and none of its processes was stopped');
 
+# CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME are not blocked
+# by a worker's connection either (they failed after 5 s: "being accessed
+# by other users"); a template database gets no worker at all (it would
+# keep every CREATE DATABASE from copying it), and a renamed database's
+# worker does not come back (the setting names the old name)
+($rc, $out, $err) = $node->psql('postgres', 'CREATE DATABASE wdb_copy TEMPLATE wdb');
+is($rc, 0, 'CREATE DATABASE ... TEMPLATE wdb succeeds while its worker runs') or diag($err);
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($WORKER)", 30), 'and the worker of wdb comes back');
+$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.worker_databases = 'wdb, wdb_copy, template1'; SELECT pg_reload_conf()");
+my $COPY_WORKER = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'order_ext worker' AND datname = 'wdb_copy'};
+ok(wait_for($node, 'postgres', "SELECT EXISTS ($COPY_WORKER)", 30), 'the copy gets a worker of its own');
+ok($node->wait_for_log(qr/database "template1" in order_ext.worker_databases is a template; it gets no worker/),
+	'template1 gets none, with a warning that says why');
+($rc, $out, $err) = $node->psql('postgres', 'ALTER DATABASE wdb_copy RENAME TO wdb_renamed');
+is($rc, 0, 'ALTER DATABASE ... RENAME succeeds while its worker runs') or diag($err);
+sleep 7;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'order_ext worker' AND datname = 'wdb_renamed'}),
+	'0', 'and no worker comes back for the renamed database');
+$node->safe_psql('postgres', "ALTER SYSTEM SET order_ext.worker_databases = 'wdb, no_such_db'; SELECT pg_reload_conf()");
+$node->safe_psql('postgres', 'DROP DATABASE wdb_renamed');
+
 # DROP DATABASE is not blocked by the worker's connection
 ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE wdb');
 is($rc, 0, 'DROP DATABASE wdb succeeds while its worker runs') or diag($err);
