@@ -57,11 +57,18 @@ UPGRADE_0_1_NEW = src/sql/00_role_grants.sql src/sql/45_stock.sql src/sql/51_mac
 UPGRADE_0_1_OLD = src/sql/02_ids.sql src/sql/10_machines.sql src/sql/20_order_tables.sql \
                   src/sql/30_partitions.sql src/sql/40_create_order.sql src/sql/50_state_machine.sql
 UPGRADE_0_1_END = src/sql/90_privileges.sql src/sql/95_stats.sql src/sql/98_dump.sql src/sql/99_ready.sql
+# Between the dump part and the grants: tombstones for the rows 0.1 shipped
+# that users deleted, from 0.1's frozen script's INSERTs into temp tables.
+UPGRADE_0_1_SHIPPED = src/upgrade/0.1--0.2-shipped-head.sql sql/upgrade/$(EXTENSION)--0.1.sql \
+                      src/upgrade/0.1--0.2-shipped-tail.sql
 $(EXTENSION)--0.1--0.2.sql: src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW) $(UPGRADE_0_1_OLD) $(UPGRADE_0_1_END) \
-                           src/upgrade/0.1--0.2-end.sql
+                           $(UPGRADE_0_1_SHIPPED) src/upgrade/0.1--0.2-end.sql
 	{ cat src/upgrade/0.1--0.2.sql $(UPGRADE_0_1_NEW); \
 	  awk '/^INSERT INTO order_ext.role_grants/,/;$$/' $(UPGRADE_0_1_OLD); \
-	  cat $(UPGRADE_0_1_END) src/upgrade/0.1--0.2-end.sql; } > $@
+	  cat $(UPGRADE_0_1_END) src/upgrade/0.1--0.2-shipped-head.sql; \
+	  awk '/^INSERT INTO order_ext.(machines|transitions|timeouts|status_labels) /,/;$$/' \
+	      sql/upgrade/$(EXTENSION)--0.1.sql | sed 's/^INSERT INTO order_ext\./INSERT INTO pg_temp.shipped_/'; \
+	  cat src/upgrade/0.1--0.2-shipped-tail.sql src/upgrade/0.1--0.2-end.sql; } > $@
 
 .PHONY: bench demo test
 bench:
