@@ -1044,12 +1044,15 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 	SetLockTimeout();
 
 	/*
-	 * No order below the cutoff left in the month (one emptied by earlier
-	 * runs, say): nothing to move and nothing to log, on every run after.
+	 * No archivable order below the cutoff left in the month (one emptied
+	 * by earlier runs, or one with only orders still under way): nothing
+	 * to move and nothing to log, on every run after.
 	 */
-	appendStringInfo(&sql, "SELECT NOT EXISTS (SELECT 1 FROM order_ext.%s WHERE order_id < " INT64_FORMAT ")",
+	appendStringInfo(&sql, "SELECT NOT EXISTS (SELECT 1 FROM order_ext.%s o WHERE o.order_id < " INT64_FORMAT
+					 " AND " ARCHIVABLE("$1") ")",
 					 quote_identifier(m->live[0]), upper);
-	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql.data, 1, (Oid[]) {TEXTARRAYOID}, &st->spec.terminal, NULL, true, 1)
+		!= SPI_OK_SELECT)
 		elog(ERROR, "could not read %s", m->live[0]);
 	{
 		bool		isnull;
