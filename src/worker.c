@@ -79,6 +79,8 @@
 #define WORKER_TYPE			"order_ext worker"
 #define LAUNCHER_TYPE		"order_ext launcher"
 #define MAX_WORKERS			64
+/* slots: a worker being stopped keeps one until it is gone (LauncherSync) */
+#define MAX_SLOTS			(2 * MAX_WORKERS)
 #define RESTART_DELAY_MS	5000	/* after a worker stopped */
 #define MAX_BACKOFF_MS		300000	/* after repeated fast failures */
 #define RUNS_KEPT			1000
@@ -130,7 +132,7 @@ typedef struct LaunchedWorker
 	bool		wanted;
 } LaunchedWorker;
 
-static LaunchedWorker launched[MAX_WORKERS];
+static LaunchedWorker launched[MAX_SLOTS];
 
 PGDLLEXPORT void OrderLauncherMain(Datum main_arg);
 PGDLLEXPORT void OrderWorkerMain(Datum main_arg);
@@ -791,7 +793,7 @@ LauncherExit(int code, Datum arg)
 
 	(void) code;
 	(void) arg;
-	for (i = 0; i < MAX_WORKERS; i++)
+	for (i = 0; i < MAX_SLOTS; i++)
 		if (launched[i].handle != NULL)
 			TerminateBackgroundWorker(launched[i].handle);
 }
@@ -846,9 +848,10 @@ LauncherSync(void)
 	long		sleep_ms = 10000;
 	bool		overflow = false;
 	bool		is_template;
+	int			nth = 0;
 	int			i;
 
-	for (i = 0; i < MAX_WORKERS; i++)
+	for (i = 0; i < MAX_SLOTS; i++)
 		launched[i].wanted = false;
 
 	StartTransactionCommand();
@@ -872,7 +875,18 @@ LauncherSync(void)
 		}
 		if (*name == '\0')
 			continue;
-		for (i = 0; i < MAX_WORKERS; i++)
+		/* the first MAX_WORKERS names of the list, whatever is stopping */
+		if (++nth > MAX_WORKERS)
+		{
+			/* said once until the list fits again */
+			if (!overflow_warned)
+				ereport(WARNING,
+						(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases is past the"
+								" %d databases one launcher serves; it gets no worker", name, MAX_WORKERS)));
+			overflow = true;
+			continue;
+		}
+		for (i = 0; i < MAX_SLOTS; i++)
 		{
 			if (launched[i].dbname[0] != '\0' && strcmp(launched[i].dbname, name) == 0)
 				w = &launched[i];
@@ -882,15 +896,7 @@ LauncherSync(void)
 		if (w == NULL)
 		{
 			if (free_slot < 0)
-			{
-				/* said once until the list fits again */
-				if (!overflow_warned)
-					ereport(WARNING,
-							(errmsg("order_ext launcher: database \"%s\" in order_ext.worker_databases is past the"
-									" %d databases one launcher serves; it gets no worker", name, MAX_WORKERS)));
-				overflow = true;
-				continue;
-			}
+				continue;		/* every slot still held by stopping workers: the next round */
 			w = &launched[free_slot];
 			memset(w, 0, sizeof(*w));
 			strlcpy(w->dbname, name, NAMEDATALEN);
@@ -917,7 +923,7 @@ LauncherSync(void)
 	CommitTransactionCommand();
 	overflow_warned = overflow;
 
-	for (i = 0; i < MAX_WORKERS; i++)
+	for (i = 0; i < MAX_SLOTS; i++)
 	{
 		LaunchedWorker *w = &launched[i];
 		pid_t		pid;
