@@ -239,9 +239,8 @@ OrderEventAppendIn(bool archived, int64 order_id, int32 version, const char *eve
 /*
  * OrderNotify
  *		Ask for NOTIFY order_ext, '<order_id>' at commit (see the file
- *		header), unless order_ext.notify is off.  The functions call this,
- *		and the orders_guard trigger for the event of a plain UPDATE; it
- *		only queues the note, sent at top-level commit.
+ *		header), unless order_ext.notify is off.  Top-level functions call
+ *		this, never triggers (API.md's Citus rules).
  */
 void
 OrderNotify(int64 order_id)

@@ -24,7 +24,6 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-#include "events.h"
 #include "order_ext.h"
 
 PG_FUNCTION_INFO_V1(orders_guard);
@@ -157,7 +156,6 @@ UpdateEventAppend(Relation rel, int64 order_id, int32 version, Datum status, Dat
 	int			ret;
 	Oid			save_userid;
 	int			save_sec;
-	bool		written;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -180,12 +178,13 @@ UpdateEventAppend(Relation rel, int64 order_id, int32 version, Datum status, Dat
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not append order event: %s", SPI_result_code_string(ret));
-	written = SPI_processed > 0;
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
-	/* its outbox row is announced as every other (at commit) */
-	if (written)
-		OrderNotify(order_id);
+	/*
+	 * No NOTIFY: API.md keeps NOTIFY out of triggers (on Citus a trigger
+	 * runs on the shard's node, with none of the caller's session
+	 * settings); the outbox row is read on the consumer's next poll.
+	 */
 }
 
 /*
