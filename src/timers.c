@@ -243,6 +243,25 @@ ClaimTimer(const Timer *tm)
 }
 
 /*
+ * TIMER_LOCK_TIMEOUT_MS
+ *		How long a timer fired after others in the same call waits for any
+ *		lock (lock_timeout, unless the caller's is shorter).  The timers of
+ *		one call fire in one transaction, so the stock rows, holdings and
+ *		orders of the timers fired so far stay locked until it ends, and
+ *		they are taken in due order, not in the SKU order buyers take them
+ *		in: a runner that waited for a stock row a buyer holds, while the
+ *		buyer waits for one the runner took for an earlier timer, would
+ *		deadlock, and the buyer could be the one cancelled (40P01).  Giving
+ *		up well before any deadlock_timeout (1 s by default) breaks such a
+ *		cycle on the runner's side: the timer is put back and the buyer goes
+ *		on.  The first timer of a call holds nothing yet and waits as the
+ *		caller would (so a busy SKU's expiries still make progress), and
+ *		the claims outside the subtransaction wait for nothing (SKIP LOCKED)
+ *		or as the caller would.
+ */
+#define TIMER_LOCK_TIMEOUT_MS 50
+
+/*
  * FireTimer
  *		Fire one timer in a subtransaction; true if it fired.  One that fails
  *		for the moment (TransientError) is put back, due again in
@@ -252,10 +271,22 @@ ClaimTimer(const Timer *tm)
 #define TIMER_RETRY_S 5
 
 static bool
-FireTimer(Timer *tm, Jsonb *payload)
+FireTimer(Timer *tm, Jsonb *payload, bool holding)
 {
 	TimerArgs	ta = {tm, payload, false};
-	ErrorData  *edata = OrderSubxact(FireTimerSubject, &ta);
+	ErrorData  *edata;
+	int			guc_level = -1;
+
+	/* after other timers of the call: a short lock wait, for this one only */
+	if (holding && (LockTimeout == 0 || LockTimeout > TIMER_LOCK_TIMEOUT_MS))
+	{
+		guc_level = NewGUCNestLevel();
+		(void) set_config_option("lock_timeout", CppAsString2(TIMER_LOCK_TIMEOUT_MS), PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	}
+	edata = OrderSubxact(FireTimerSubject, &ta);
+	if (guc_level >= 0)
+		AtEOXact_GUC(true, guc_level);
 
 	if (edata == NULL)
 		return ta.fired;
@@ -291,26 +322,11 @@ FireTimer(Timer *tm, Jsonb *payload)
 }
 
 /*
- * TIMER_LOCK_TIMEOUT_MS
- *		How long a runner waits for any lock (lock_timeout, unless the
- *		caller's is shorter).  The timers of one call fire in one
- *		transaction, so the stock rows, holdings and orders of the timers
- *		fired so far stay locked until it ends, and they are taken in due
- *		order, not in the SKU order buyers take them in: a runner that
- *		waited for a stock row a buyer holds, while the buyer waits for one
- *		the runner took for an earlier timer, would deadlock, and the buyer
- *		could be the one cancelled (40P01).  Giving up well before any
- *		deadlock_timeout (1 s by default) breaks such a cycle on the
- *		runner's side: the timer is put back (FireTimer) and the buyer goes
- *		on.
- */
-#define TIMER_LOCK_TIMEOUT_MS 50
-
-/*
  * RunTimers
  *		Fire up to max due timers; returns how many fired, and in *claimed
- *		how many were due and handled (fired, or dropped as stale).  Waits
- *		for no lock longer than TIMER_LOCK_TIMEOUT_MS.
+ *		how many were due and handled (fired, or dropped as stale).  A timer
+ *		fired after others waits for no lock longer than
+ *		TIMER_LOCK_TIMEOUT_MS.
  */
 static int
 RunTimers(int32 max, uint64 *claimed)
@@ -323,7 +339,7 @@ RunTimers(int32 max, uint64 *claimed)
 	uint64		i;
 	int			fired = 0;
 	Jsonb	   *payload;
-	int			guc_level;
+	bool		holding = false;
 
 	if (max < 0)
 		ereport(ERROR,
@@ -333,11 +349,6 @@ RunTimers(int32 max, uint64 *claimed)
 	if (max == 0)
 		return 0;
 
-	/* for this call only, as a function's SET clause does */
-	guc_level = NewGUCNestLevel();
-	if (LockTimeout == 0 || LockTimeout > TIMER_LOCK_TIMEOUT_MS)
-		(void) set_config_option("lock_timeout", CppAsString2(TIMER_LOCK_TIMEOUT_MS), PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = OrderPlan(&due_plan,
@@ -374,8 +385,9 @@ RunTimers(int32 max, uint64 *claimed)
 		claim = ClaimTimer(&timers[i]);
 		if (claim != TIMER_BUSY)
 			(*claimed)++;
-		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload))
+		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload, holding))
 			fired++;
+		holding = holding || claim != TIMER_BUSY;
 		if ((i + 1) % 500 == 0)
 		{
 			/* progress in pg_stat_activity.query while the call runs */
@@ -392,7 +404,6 @@ RunTimers(int32 max, uint64 *claimed)
 							(unsigned long long) (i + 1), (unsigned long long) n, fired)));
 	}
 	SPI_finish();
-	AtEOXact_GUC(true, guc_level);
 	/* the caller's statement again, not a progress line that looks stuck */
 	if (n >= 500)
 		pgstat_report_activity(STATE_RUNNING,

@@ -112,7 +112,7 @@ static int64 ArchiveJob(bool *skipped);
 static void LauncherKeepIdsAhead(TimestampTz *retry);
 
 static const WorkerJob WorkerJobs[] = {
-	{"run_timers", "SELECT order_ext.run_timers_claimed(100)", true, NULL},
+	{"run_timers", "SELECT order_ext.run_timers_claimed(1000)", true, NULL},
 	{"maintain", "SELECT order_ext.maintain()", false, NULL},
 	{"archive", NULL, false, ArchiveJob},
 	{"prune_outbox", "SELECT order_ext.prune_outbox(10000)", true, NULL},
