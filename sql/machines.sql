@@ -332,7 +332,14 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status)
 VALUES ('repl', 'open', 'drop', 'gone'), ('repl', 'open', 'touch', 'open');
 SELECT pg_temp.new_order('repl') AS repl_id \gset
 SELECT status, version FROM order_ext.fire(:repl_id, 'touch');
+-- (a partial payment made before: its repeated callback goes by plans
+-- already cached, which are refused too)
+SELECT order_ext.new_order_id() AS part_id \gset
+SELECT status FROM order_ext.create_order(:part_id, 7, '[{"sku":"MM-2","qty":1,"unit_price":100}]');
+SELECT status, paid_total FROM order_ext.record_payment(:part_id, 'part-1', 40);
+SELECT status, paid_total FROM order_ext.record_payment(:part_id, 'part-1', 40) AS again;
 SET session_replication_role = replica;
+SELECT pg_temp.err(format('SELECT order_ext.record_payment(%s, %L, 40)', :part_id, 'part-1')) AS repeat_in_replica_mode;
 SELECT pg_temp.err(format('SELECT order_ext.fire(%s, %L)', :repl_id, 'touch')) AS fire_in_replica_mode;
 SELECT pg_temp.err($$SELECT pg_temp.new_order('repl')$$) AS create_in_replica_mode;
 DELETE FROM order_ext.transitions WHERE machine = 'repl' AND event = 'touch';

@@ -17,8 +17,8 @@
  * horizon, so no id issued before a crash can be issued again, whatever the
  * clock says after the restart.
  *
- * A server that starts from a backup or as a standby (standby.signal or
- * recovery.signal) has no such file of the server whose ids it replays, or
+ * A server that starts from a backup or as a standby (standby.signal,
+ * recovery.signal or backup_label) has no such file of the server whose ids it replays, or
  * an old one: the ids that server issued just ahead of the clock, or that
  * create_order took ahead of it (OrderIdClaim), are in the tables but not
  * in this generator.  So its first id after recovery starts no earlier
@@ -192,7 +192,8 @@ OrderIdShmemStartup(void)
 		/* (the postmaster runs in the data directory) */
 		pg_atomic_init_u32(&id_state->floor_pending,
 						   access(STANDBY_SIGNAL_FILE, F_OK) == 0 ||
-						   access(RECOVERY_SIGNAL_FILE, F_OK) == 0);
+						   access(RECOVERY_SIGNAL_FILE, F_OK) == 0 ||
+						   access(BACKUP_LABEL_FILE, F_OK) == 0);
 		id_state->lock = &(GetNamedLWLockTranche("order_ext_ids"))->lock;
 	}
 	LWLockRelease(AddinShmemInitLock);

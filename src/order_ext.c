@@ -183,8 +183,8 @@ _PG_init(void)
  *		order_ext's functions): the order tables' triggers do not fire then,
  *		so versions would not move, events would not be written and status
  *		changes would go unchecked.  Every statement order_ext runs on its
- *		tables is planned by OrderPlan, or by the insert plans of a month
- *		(orders.c), which both call this.
+ *		tables is planned by OrderPlan, TwinPlan or the insert plans of a
+ *		month (orders.c), which all call this, also when the plan is cached.
  */
 void
 OrderRefuseReplica(void)
@@ -234,6 +234,7 @@ TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, int nargs, Oid *ar
 	StringInfoData buf;
 	const char *p;
 
+	OrderRefuseReplica();		/* as OrderPlan, also for a cached plan */
 	if (cache[archived] != NULL)
 		return cache[archived];
 	initStringInfo(&buf);

@@ -234,7 +234,8 @@ OrderPartitionsBeforeCopy(CopyStmt *stmt)
  *		node's ids among the rows (OrderIdSeen), so that a database restored
  *		moments after its dump never gets an id issued again that was taken
  *		just ahead of the clock there.  Read as the tables' owner (COPY FROM
- *		needs no SELECT right).
+ *		needs no SELECT right), so nothing in it may come from the caller's
+ *		search_path: pg_catalog.max.
  */
 void
 OrderIdsAfterCopy(CopyStmt *stmt)
@@ -261,7 +262,7 @@ OrderIdsAfterCopy(CopyStmt *stmt)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* not read-only: the rows COPY wrote become visible to it */
-	if (SPI_execute(psprintf("SELECT max(order_id) FROM order_ext.%s", quote_identifier(rv->relname)),
+	if (SPI_execute(psprintf("SELECT pg_catalog.max(order_id) FROM order_ext.%s", quote_identifier(rv->relname)),
 					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the order ids of order_ext.%s", rv->relname);
 	max = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

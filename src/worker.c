@@ -483,7 +483,10 @@ WorkerBeforeDatabaseCopyOrRename(Node *stmt)
 	if (dbname == NULL)
 		return;
 	dboid = get_database_oid(dbname, true);
-	if (!OidIsValid(dboid) || dboid == MyDatabaseId || !pg_database_ownercheck(dboid, GetUserId()))
+	/* as for DROP DATABASE: only one PostgreSQL will not refuse out of hand */
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId || !pg_database_ownercheck(dboid, GetUserId()) ||
+		!have_createdb_privilege() ||
+		(IsA(stmt, CreatedbStmt) && (IsTransactionBlock() || IsSubTransaction())))
 		return;
 	StopDatabaseProcesses(dboid, IsA(stmt, RenameStmt) ? "being renamed" : "being copied");
 }
@@ -503,14 +506,16 @@ WorkerBeforeDropExtension(DropStmt *stmt)
 	ListCell   *lc;
 	Oid			extoid;
 
-	if (stmt->removeType != OBJECT_EXTENSION)
+	if (stmt->removeType != OBJECT_EXTENSION && stmt->removeType != OBJECT_SCHEMA)
 		return;
+	/* DROP EXTENSION order_ext, or DROP SCHEMA order_ext CASCADE (which drops it) */
 	foreach(lc, stmt->objects)
 	{
 		if (strcmp(strVal(lfirst(lc)), "order_ext") != 0)
 			continue;
 		extoid = get_extension_oid("order_ext", true);
-		if (OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId()))
+		if (OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId()) &&
+			(stmt->removeType == OBJECT_EXTENSION || stmt->behavior == DROP_CASCADE))
 			StopDatabaseProcesses(MyDatabaseId, "whose order_ext extension is being dropped");
 		return;
 	}

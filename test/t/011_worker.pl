@@ -290,6 +290,18 @@ ok($node->log_contains(qr/stopped 1 background process\(es\) of a database whose
 	'and the log says why');
 is($node->safe_psql('postgres', 'CREATE EXTENSION order_ext; SELECT count(*) FROM order_ext.orders'), '0',
 	'the extension can be made again');
+# and DROP SCHEMA order_ext CASCADE, which drops the extension with it
+make_month($node, 'postgres', '2024-03-01', 3000, 1);
+$arch = start_archive($node, \$aout, \$aerr);
+ok(wait_for($node, 'postgres', q{SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+	WHERE backend_type = 'order_ext archive' AND query LIKE 'order_ext archive: batches of%')}, 30),
+	'archive() works through the month again');
+my $drop_from = -s $node->logfile;
+($rc, $out, $err) = $node->psql('postgres', 'SET client_min_messages = warning; DROP SCHEMA order_ext CASCADE');
+is($rc, 0, 'DROP SCHEMA order_ext CASCADE meanwhile succeeds') or diag($err);
+$arch->finish;
+like(slurp_file($node->logfile, $drop_from), qr/stopped 1 background process\(es\) of a database whose order_ext extension is being dropped/,
+	'having stopped the archive process first');
 
 # SIGTERM (fast shutdown) stops everything promptly
 my $t0 = time;
