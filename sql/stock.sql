@@ -374,5 +374,14 @@ SELECT pg_temp.pay('hm6') AS paid, pg_temp.held() AS held;
 SELECT pg_temp.fire('hm6', 'void', 'merchant') AS void, pg_temp.held() AS held_voided;
 SELECT order_ext.set_purchase_limit('HM', 4);
 SELECT pg_temp.held() AS held_counted_again;
+-- a transition with both effects: release wins (as the timeline reads it),
+-- so an order on hold that goes through it stays uncounted
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects) VALUES
+    ('holdm', 'on_hold', 'recheck', 'on_hold', '{merchant}', '{stock:reserve,stock:release}');
+SELECT pg_temp.mkm('hm7', 'holdm', 1) AS hm7;
+SELECT pg_temp.pay('hm7') AS paid, pg_temp.fire('hm7', 'hold', 'merchant') AS hold, pg_temp.held() AS held;
+SELECT pg_temp.fire('hm7', 'recheck', 'merchant') AS recheck, pg_temp.held() AS held_after_recheck;
+SELECT order_ext.set_purchase_limit('HM', 4);
+SELECT pg_temp.held() AS held_counted_again;
 
 DROP EXTENSION order_ext CASCADE;

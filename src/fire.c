@@ -41,6 +41,7 @@ static SPIPlanPtr units_left_plan = NULL;
 PG_FUNCTION_INFO_V1(fire);
 
 static bool OrderLockIn(bool archived, int64 order_id, OrderState *st);
+static bool UnitsCounted(OrderState *st, int32 upto, const char *status);
 
 /*
  * OrderLock
@@ -408,10 +409,11 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 	if (t->effects & (OE_EFFECT_STOCK_RESERVE | OE_EFFECT_STOCK_RELEASE))
 	{
 		/* whether its units count against purchase limits before this move */
-		bool		counted = !StockLimited() || OrderUnitsCounted(st, new_version - 1);
+		bool		counted = !StockLimited() || UnitsCounted(st, new_version - 1, st->status);
 
+		/* (a transition with both: release wins, as OrderUnitsCounted reads it) */
 		if (t->effects & OE_EFFECT_STOCK_RESERVE)
-			StockReserveOrder(st->order_id, !counted);
+			StockReserveOrder(st->order_id, !counted && !(t->effects & OE_EFFECT_STOCK_RELEASE));
 		if (t->effects & OE_EFFECT_STOCK_COMMIT)
 			StockCommitOrder(st->order_id);
 		if (t->effects & OE_EFFECT_STOCK_RELEASE)
@@ -551,6 +553,23 @@ OrderUnitsCounted(OrderState *st, int32 upto)
 }
 
 /*
+ * UnitsCounted
+ *		OrderUnitsCounted, without reading the timeline where the machine
+ *		says: when no stock:release of it leads anywhere but a terminal
+ *		status (the default machines), an order in a status that is not
+ *		terminal never had its units released.
+ */
+static bool
+UnitsCounted(OrderState *st, int32 upto, const char *status)
+{
+	const MachineDef *m = MachineLookup(st->machine);
+
+	if (m != NULL && !m->stock_reopens && !MachineIsTerminal(m, status))
+		return true;
+	return OrderUnitsCounted(st, upto);
+}
+
+/*
  * OrderReturnUnits
  *		Units of a locked order's lines go back (a refund by lines, an
  *		after-sale return): StockReturnLines, told what the order's stock
@@ -571,5 +590,5 @@ OrderReturnUnits(OrderState *st, int nlines, const StockLine *lines, bool bucket
 		return;					/* a refund by amount: no units */
 	f = OrderFactsOf(st);
 	StockReturnLines(st->order_id, nlines, lines, buckets, restock && f->shipped,
-					 holdings && StockLimited() && OrderUnitsCounted(st, st->version));
+					 holdings && StockLimited() && UnitsCounted(st, st->version, st->status));
 }

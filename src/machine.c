@@ -254,6 +254,7 @@ MachineCacheLoad(void)
 			continue;
 		MakeKey(key, name, NULL, NULL);
 		m = hash_search(mh, key, HASH_ENTER, &found);
+		m->stock_reopens = false;
 		strlcpy(m->initial_status, SPI_getvalue(tup, desc, 2), OE_NAME_LEN);
 		m->terminal = TextArray(SPI_getbinval(tup, desc, 3, &isnull), &m->nterminal);
 	}
@@ -282,6 +283,18 @@ MachineCacheLoad(void)
 		strlcpy(t->to_status, SPI_getvalue(tup, desc, 4), OE_NAME_LEN);
 		t->actors = TextArray(SPI_getbinval(tup, desc, 5, &isnull), &t->nactors);
 		t->effects = EffectBits(SPI_getbinval(tup, desc, 6, &isnull));
+		if (t->effects & (OE_EFFECT_STOCK_RELEASE | OE_EFFECT_STOCK_RESERVE))
+		{
+			char		mkey[OE_NAME_LEN];
+			MachineDef *m;
+
+			MakeKey(mkey, SPI_getvalue(tup, desc, 1), NULL, NULL);
+			m = hash_search(mh, mkey, HASH_FIND, NULL);
+			if (m != NULL &&
+				(((t->effects & OE_EFFECT_STOCK_RELEASE) && !MachineIsTerminal(m, t->to_status)) ||
+				 ((t->effects & OE_EFFECT_STOCK_RESERVE) && MachineIsTerminal(m, SPI_getvalue(tup, desc, 2)))))
+				m->stock_reopens = true;
+		}
 		req = SPI_getbinval(tup, desc, 7, &isnull);
 		if (isnull)
 			t->requires = NULL;

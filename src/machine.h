@@ -46,6 +46,13 @@ typedef struct MachineDef
 	char		initial_status[OE_NAME_LEN];
 	int			nterminal;
 	char	  **terminal;
+	/*
+	 * Some transition with stock:release leads to a status that is not
+	 * terminal, or one from a terminal status has stock:reserve: an order
+	 * in a status that is not terminal may have had its units released
+	 * (purchase limits read its timeline then: fire.c, OrderUnitsCounted).
+	 */
+	bool		stock_reopens;
 } MachineDef;
 
 typedef struct TransitionDef
