@@ -1195,24 +1195,28 @@ set_purchase_limit(PG_FUNCTION_ARGS)
 								   " WHERE l.per_buyer <> excluded.per_buyer",
 								   2, types, values, nulls, false, 0) != SPI_OK_INSERT ||
 			 SPI_execute_with_args("INSERT INTO order_ext.buyer_holdings (buyer_id, sku, qty)"
-								   " SELECT o.buyer_id, $1, sum(i.qty - i.refunded_qty)"
-								   " FROM (SELECT order_id, qty, refunded_qty FROM order_ext.order_items WHERE sku = $1"
-								   "       UNION ALL"
-								   "       SELECT order_id, qty, refunded_qty FROM order_ext.order_items_history WHERE sku = $1) i"
-								   " JOIN order_ext.all_orders o ON o.order_id = i.order_id"
-								   /* as at run time (fire.c, OrderUnitsCounted): not split, and
-									* the last stock effect of its timeline not stock:release */
-								   " WHERE o.status <> 'split' AND NOT coalesce(("
-								   "   SELECT 'stock:release' = ANY (t.effects)"
-								   "   FROM (SELECT e.version, e.from_status, e.event FROM order_ext.order_events e"
-								   "         WHERE e.order_id = o.order_id"
+								   " WITH i AS ("
+								   "   SELECT order_id, qty, refunded_qty FROM order_ext.order_items WHERE sku = $1"
+								   "   UNION ALL"
+								   "   SELECT order_id, qty, refunded_qty FROM order_ext.order_items_history WHERE sku = $1),"
+								   /* as at run time (fire.c, OrderUnitsCounted): the last stock
+									* effect of each order's timeline, if any, is not stock:release */
+								   " last AS ("
+								   "   SELECT DISTINCT ON (e.order_id) e.order_id, 'stock:release' = ANY (t.effects) AS released"
+								   "   FROM (SELECT order_id, version, from_status, event FROM order_ext.order_events"
+								   "         WHERE order_id IN (SELECT order_id FROM i)"
 								   "         UNION ALL"
-								   "         SELECT e.version, e.from_status, e.event FROM order_ext.order_events_history e"
-								   "         WHERE e.order_id = o.order_id) e"
+								   "         SELECT order_id, version, from_status, event FROM order_ext.order_events_history"
+								   "         WHERE order_id IN (SELECT order_id FROM i)) e"
+								   "   JOIN order_ext.all_orders o ON o.order_id = e.order_id"
 								   "   JOIN order_ext.transitions t"
 								   "     ON t.machine = o.machine AND t.from_status = e.from_status AND t.event = e.event"
 								   "   WHERE t.effects && ARRAY['stock:release', 'stock:reserve']"
-								   "   ORDER BY e.version DESC LIMIT 1), false)"
+								   "   ORDER BY e.order_id, e.version DESC)"
+								   " SELECT o.buyer_id, $1, sum(i.qty - i.refunded_qty)"
+								   " FROM i JOIN order_ext.all_orders o ON o.order_id = i.order_id"
+								   " LEFT JOIN last l ON l.order_id = i.order_id"
+								   " WHERE o.status <> 'split' AND NOT coalesce(l.released, false)"
 								   " GROUP BY o.buyer_id HAVING sum(i.qty - i.refunded_qty) > 0",
 								   1, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not set the purchase limit");
