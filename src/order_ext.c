@@ -117,7 +117,8 @@ NoticeNotDumped(Node *stmt)
 			(errmsg("pg_dump does not write %s added to order_ext.%s",
 					adds_column ? "columns" : "indexes", get_rel_name(relid)),
 			 errdetail("The table is the extension's: a dump has its rows, and CREATE EXTENSION makes it as shipped."),
-			 errhint("To restore such a dump, run pg_restore --section=pre-data, then this statement again,"
+			 errhint("To restore such a dump, run pg_restore --section=pre-data, then this statement again"
+					 " (a column also on the table's _history twin, where archive() adds it),"
 					 " then pg_restore --section=data --section=post-data.")));
 }
 
