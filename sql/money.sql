@@ -291,6 +291,33 @@ LEFT JOIN (SELECT order_id, sum(amount) FILTER (WHERE kind = 'payment') AS paid,
            FROM order_ext.order_payments GROUP BY order_id) p ON p.order_id = o.id
 ORDER BY o.tag;
 
+--------------------------------------------------------------------------
+-- A user machine whose 'pay' has a guard, or no 'system' actor: a payment
+-- that cannot fire it is still recorded, with refund_due (API.md: the
+-- gateway's money is never dropped); it was OE001 and no payment row
+--------------------------------------------------------------------------
+INSERT INTO order_ext.machines VALUES ('guarded', 'new', '{done,dead}', NULL), ('by_hand', 'new', '{done}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
+    ('guarded', 'new', 'pay', 'paid', '{system}', '{stamp:paid_at}', '{"verified": true}'),
+    ('guarded', 'new', 'cancel', 'dead', '{buyer,system}', '{stamp:closed_at,stock:release}', NULL),
+    ('guarded', 'paid', 'finish', 'done', '{system}', '{stamp:completed_at}', NULL),
+    ('guarded', 'new', 'modify', 'new', '{system}', '{merge_attrs}', NULL),
+    ('by_hand', 'new', 'pay', 'done', '{merchant}', '{stamp:paid_at}', NULL);
+SELECT order_ext.new_order_id() AS g1 \gset
+SELECT order_ext.new_order_id() AS g2 \gset
+SELECT status FROM order_ext.create_order(:g1, 1, '[{"sku":"G-1","qty":1,"unit_price":100}]', machine => 'guarded');
+SELECT status FROM order_ext.create_order(:g2, 1, '[{"sku":"G-1","qty":1,"unit_price":100}]', machine => 'by_hand');
+SELECT status, version, paid_total FROM order_ext.record_payment(:g1, 'GW-1', 100);
+SELECT status, version, paid_total FROM order_ext.record_payment(:g2, 'GW-2', 100);
+SELECT o.order_id = :g1 AS guarded, p.amount,
+       (SELECT regexp_replace(x.payload->>'reason', '\d{13,}', '<id>') FROM order_ext.outbox x
+        WHERE x.order_id = o.order_id AND x.event = 'refund_due') AS refund_due
+FROM order_ext.orders o JOIN order_ext.order_payments p USING (order_id)
+WHERE o.order_id IN (:g1, :g2) ORDER BY 1 DESC;
+-- once the guard holds, pay fires with the money already there
+SELECT status, version FROM order_ext.fire(:g1, 'modify', actor => 'system', payload => '{"attrs": {"verified": true}}');
+SELECT status, version, paid_total FROM order_ext.fire(:g1, 'pay', actor => 'system');
+
 DROP EXTENSION order_ext CASCADE;
 DROP OWNED BY oe_regress_money_app;
 DROP ROLE oe_regress_money_app;

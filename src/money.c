@@ -14,8 +14,9 @@
  * the 'pay' transition has effects that may refuse it for stock (anything
  * beyond stamps and merge_attrs), it runs in a subtransaction, so that if
  * it cannot happen (OE003, OE005) the payment is still recorded and a
- * 'refund_due' notice goes to the outbox.  So does a payment for an order in
- * a terminal status.
+ * 'refund_due' notice goes to the outbox; the same when a user machine's
+ * guard or actors refuse it (OE001).  So does a payment for an order in a
+ * terminal status.
  *
  * Refunds: unit k (1-based, counted per line in the order units are
  * refunded) of a line with net = qty * unit_price - discount_alloc refunds
@@ -219,10 +220,28 @@ PayFire(void *arg)
 }
 
 /*
+ * PayBySystem
+ *		Whether the machine lets actor 'system' fire this 'pay' (the
+ *		default machines do; a user machine may not).
+ */
+static bool
+PayBySystem(const TransitionDef *pay)
+{
+	int			i;
+
+	for (i = 0; i < pay->nactors; i++)
+		if (pay->actors[i] != NULL && strcmp(pay->actors[i], "system") == 0)
+			return true;
+	return false;
+}
+
+/*
  * PayInSubtransaction
  *		Fire 'pay' with the payment riding on it, in a subtransaction.  True
  *		and *row set if it happened; false and *why set if stock stopped it
- *		(OE003, OE005): then nothing of it is left.  Other errors propagate.
+ *		(OE003, OE005), or the transition refused it (OE001: a user machine's
+ *		guard or actors): then nothing of it is left.  Other errors
+ *		propagate.
  */
 static bool
 PayInSubtransaction(OrderState *st, int64 amount, Jsonb *payload, Datum *row, char **why)
@@ -237,7 +256,8 @@ PayInSubtransaction(OrderState *st, int64 amount, Jsonb *payload, Datum *row, ch
 		return true;
 	}
 	if (edata->sqlerrcode != ERRCODE_OE_OUT_OF_STOCK &&
-		edata->sqlerrcode != ERRCODE_OE_PURCHASE_LIMIT)
+		edata->sqlerrcode != ERRCODE_OE_PURCHASE_LIMIT &&
+		edata->sqlerrcode != ERRCODE_OE_TRANSITION)
 		ReThrowError(edata);
 	*st = saved;
 	*why = pstrdup(edata->message);
@@ -340,11 +360,12 @@ record_payment(PG_FUNCTION_ARGS)
 		(pay = TransitionLookup(st.machine, st.status, "pay")) != NULL)
 	{
 		/*
-		 * Only effects beyond stamps and attrs (stock) can refuse 'pay' for
-		 * reasons that must not cost the payment: only those need the
+		 * Only effects beyond stamps and attrs (stock), a guard, or actors
+		 * without 'system' (a user machine's) can refuse 'pay' for reasons
+		 * that must not cost the payment: only those need the
 		 * subtransaction.
 		 */
-		if ((pay->effects & ~PLAIN_EFFECTS) == 0)
+		if ((pay->effects & ~PLAIN_EFFECTS) == 0 && pay->requires == NULL && PayBySystem(pay))
 		{
 			st.paid_delta = amount;
 			row = OrderFire(&st, "pay", false, 0, "system", payload);
