@@ -278,6 +278,9 @@ SELECT pg_temp.err($$SELECT pg_temp.new_order('unused')$$) AS create_after_delet
 -- its other columns and its transitions may change
 SELECT pg_temp.err($$UPDATE order_ext.machines SET machine = 'physical2' WHERE machine = 'physical'$$) AS rename_used;
 SELECT pg_temp.err($$DELETE FROM order_ext.machines WHERE machine = 'physical'$$) AS delete_used;
+-- nor truncated away (TRUNCATE fires no row trigger: a statement trigger
+-- refuses it while any order or request names a machine)
+SELECT pg_temp.err($$TRUNCATE order_ext.machines CASCADE$$) AS truncate_used;
 SELECT pg_temp.err($$UPDATE order_ext.machines SET description = 'B2C goods' WHERE machine = 'physical'$$) AS describe_used;
 SELECT count(*) AS physical_transitions_kept FROM order_ext.transitions WHERE machine = 'physical';
 -- one no order names yet: renamed, then deleted

@@ -39,6 +39,17 @@ COMMENT ON FUNCTION order_ext.status_label(text, text, text) IS
 CREATE OR REPLACE FUNCTION order_ext.machine_in_use() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        -- (a statement trigger: the same check for every machine at once)
+        IF EXISTS (SELECT 1 FROM order_ext.orders) OR EXISTS (SELECT 1 FROM order_ext.orders_history)
+           OR EXISTS (SELECT 1 FROM order_ext.after_sales) OR EXISTS (SELECT 1 FROM order_ext.after_sales_history) THEN
+            RAISE EXCEPTION 'order_ext.machines cannot be truncated while orders or after-sales requests name its machines'
+                USING ERRCODE = 'foreign_key_violation',
+                      DETAIL = 'Orders (live or archived) or after-sales requests keep the machine they were created with.',
+                      HINT = 'Delete the machines no order names one by one.';
+        END IF;
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'UPDATE' AND NEW.machine IS NOT DISTINCT FROM OLD.machine THEN
         RETURN NEW;
     END IF;
@@ -55,9 +66,11 @@ BEGIN
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END $$;
 COMMENT ON FUNCTION order_ext.machine_in_use() IS
-'Trigger: refuses to rename or delete a machine that orders (live or archived) or after-sales requests still name (23503).';
+'Trigger: refuses to rename, delete or truncate a machine that orders (live or archived) or after-sales requests still name (23503).';
 CREATE TRIGGER machines_in_use BEFORE UPDATE OF machine OR DELETE
     ON order_ext.machines FOR EACH ROW EXECUTE FUNCTION order_ext.machine_in_use();
+CREATE TRIGGER machines_truncate_in_use BEFORE TRUNCATE
+    ON order_ext.machines FOR EACH STATEMENT EXECUTE FUNCTION order_ext.machine_in_use();
 
 
 CREATE OR REPLACE FUNCTION order_ext.validate_machine(name text) RETURNS SETOF text
