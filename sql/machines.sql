@@ -115,6 +115,17 @@ INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actor
     ('leaky', 'r', 'abandon', 'gone', '{system}', '{}'),
     ('leaky', 'r', 'go',      'done', '{system}', '{stock:commit}');
 SELECT * FROM order_ext.validate_machine('leaky');
+-- an initial status that is terminal (orders born finished keep what
+-- their on_create SKUs reserve), and a timeout whose transition merges
+-- attrs (a timer's payload has none: it is dropped every time)
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses) VALUES
+    ('instant', 'done', '{done}'), ('nudge', 'a', '{done}');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects) VALUES
+    ('nudge', 'a', 'remind', 'a', '{system}', '{merge_attrs}'),
+    ('nudge', 'a', 'go', 'done', '{system}', '{stock:commit}');
+INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES ('nudge', 'a', '1 day', 'remind');
+SELECT * FROM order_ext.validate_machine('instant');
+SELECT * FROM order_ext.validate_machine('nudge');
 
 -- fire() on a duplicated (from, event) pair: OE001 naming validate_machine
 SELECT pg_temp.new_order('dup') AS dup_id \gset

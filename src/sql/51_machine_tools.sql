@@ -159,11 +159,23 @@ BEGIN
            AND NOT (t.effects && ARRAY['stock:release', 'stock:commit'])
            AND NOT ('internal' = ANY (t.actors))
            AND EXISTS (SELECT 1 FROM hold h WHERE h.status = t.from_status AND h.holding)
+        UNION ALL
+        -- an order is born finished: nothing can release what its on_create
+        -- SKUs reserve at create_order
+        SELECT 7, format('initial status %s is terminal: orders end at creation, holding the stock'
+                         ' reservations of their on_create SKUs for good', m.initial_status)
+         WHERE name <> 'after_sale' AND m.initial_status = ANY (m.terminal_statuses)
+        UNION ALL
+        -- a timer fires with payload {"timer": true}: no attrs to merge
+        SELECT 8, format('timeout on status %s fires %s, whose merge_attrs effect a timer cannot serve'
+                         ' (its payload has no attrs)', o.status, o.event)
+          FROM order_ext.timeouts o JOIN t ON t.from_status = o.status AND t.event = o.event
+         WHERE o.machine = name AND 'merge_attrs' = ANY (t.effects)
     )
     SELECT p.problem FROM problems p ORDER BY p.ord, p.problem;
 END $$;
 COMMENT ON FUNCTION order_ext.validate_machine(text) IS
-'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out or no way to a terminal status, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors, transitions that end orders which may still hold stock reservations.';
+'Problems of a machine, one a row (no rows: valid): unreachable statuses, non-terminal statuses with no way out or no way to a terminal status, terminal statuses with a way out, duplicate (from, event) pairs, timeouts no transition serves, unknown actors, transitions that end orders which may still hold stock reservations, an initial status that is terminal, timeouts whose transition merges attrs.';
 
 -- Every node id and label is a DOT quoted string ("…", with " and \
 -- escaped): statuses may be DOT's keywords (graph, node, edge, strict, …),
