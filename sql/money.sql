@@ -293,8 +293,10 @@ ORDER BY o.tag;
 
 --------------------------------------------------------------------------
 -- A user machine whose 'pay' has a guard, or no 'system' actor: a payment
--- that cannot fire it is still recorded, with refund_due (API.md: the
--- gateway's money is never dropped); it was OE001 and no payment row
+-- that cannot fire it is still recorded (API.md: the gateway's money is
+-- never dropped; it was OE001 and no payment row), and the order keeps the
+-- money for a 'pay' fired later, so nothing is due back yet (no
+-- refund_due: the transition that ends an unpaid order says it)
 --------------------------------------------------------------------------
 INSERT INTO order_ext.machines VALUES ('guarded', 'new', '{done,dead}', NULL), ('by_hand', 'new', '{done}', NULL);
 INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
@@ -317,6 +319,8 @@ WHERE o.order_id IN (:g1, :g2) ORDER BY 1 DESC;
 -- once the guard holds, pay fires with the money already there
 SELECT status, version FROM order_ext.fire(:g1, 'modify', actor => 'system', payload => '{"attrs": {"verified": true}}');
 SELECT status, version, paid_total FROM order_ext.fire(:g1, 'pay', actor => 'system');
+SELECT status, version, paid_total FROM order_ext.fire(:g2, 'pay', actor => 'merchant');
+SELECT count(*) AS refund_due_notices FROM order_ext.outbox WHERE order_id IN (:g1, :g2) AND event = 'refund_due';
 
 DROP EXTENSION order_ext CASCADE;
 DROP OWNED BY oe_regress_money_app;

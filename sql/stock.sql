@@ -383,5 +383,22 @@ SELECT pg_temp.pay('hm7') AS paid, pg_temp.fire('hm7', 'hold', 'merchant') AS ho
 SELECT pg_temp.fire('hm7', 'recheck', 'merchant') AS recheck, pg_temp.held() AS held_after_recheck;
 SELECT order_ext.set_purchase_limit('HM', 4);
 SELECT pg_temp.held() AS held_counted_again;
+-- a machine that reopens a cancelled order (a way out of a terminal
+-- status): the second cancel takes nothing off again (it took the units of
+-- the buyer's other order off, letting the buyer past the limit)
+INSERT INTO order_ext.machines VALUES ('reopenm', 'pending_payment', '{cancelled,completed}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects) VALUES
+    ('reopenm', 'pending_payment', 'cancel', 'cancelled', '{buyer}', '{stamp:closed_at,stock:release}'),
+    ('reopenm', 'cancelled', 'reopen', 'pending_payment', '{buyer}', '{}'),
+    ('reopenm', 'pending_payment', 'pay', 'completed', '{system}', '{stamp:paid_at,stock:commit}');
+SELECT order_ext.set_purchase_limit('HM', 2);
+SELECT pg_temp.fire('hm2', 'cancel', 'buyer') AS hm2_cancelled, pg_temp.held() AS held;
+SELECT pg_temp.mkm('ro1', 'reopenm', 2) AS ro1;
+SELECT pg_temp.held() AS held;
+SELECT pg_temp.fire('ro1', 'cancel', 'buyer') AS cancel, pg_temp.held() AS held_cancelled;
+SELECT pg_temp.fire('ro1', 'reopen', 'buyer') AS reopen, pg_temp.mkm('ro2', 'physical', 2) AS ro2;
+SELECT pg_temp.held() AS held;
+SELECT pg_temp.fire('ro1', 'cancel', 'buyer') AS cancel_again, pg_temp.held() AS held_cancelled_again;
+SELECT pg_temp.mkm('ro3', 'physical', 2) AS over_the_limit;
 
 DROP EXTENSION order_ext CASCADE;

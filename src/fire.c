@@ -555,17 +555,29 @@ OrderUnitsCounted(OrderState *st, int32 upto)
 /*
  * UnitsCounted
  *		OrderUnitsCounted, without reading the timeline where the machine
- *		says: when no stock:release of it leads anywhere but a terminal
- *		status (the default machines), an order in a status that is not
- *		terminal never had its units released.
+ *		says (the default machines): when every stock:release of it ends
+ *		orders, and nothing leaves a terminal status, an order in a status
+ *		that is not terminal never had its units released, and one in a
+ *		terminal status had them released only if the transition that
+ *		entered it has stock:release.  status is the order's status as of
+ *		upto.
  */
 static bool
 UnitsCounted(OrderState *st, int32 upto, const char *status)
 {
 	const MachineDef *m = MachineLookup(st->machine);
 
-	if (m != NULL && !m->stock_reopens && !MachineIsTerminal(m, status))
-		return true;
+	if (m != NULL && !m->stock_reopens)
+	{
+		const OrderFacts *f;
+		const TransitionDef *t;
+
+		if (!MachineIsTerminal(m, status))
+			return true;
+		f = OrderFactsOf(st);
+		t = f->entered ? TransitionLookup(st->machine, f->entered_from, f->entered_by) : NULL;
+		return t == NULL || (t->effects & OE_EFFECT_STOCK_RELEASE) == 0;
+	}
 	return OrderUnitsCounted(st, upto);
 }
 

@@ -283,7 +283,6 @@ MachineCacheLoad(void)
 		strlcpy(t->to_status, SPI_getvalue(tup, desc, 4), OE_NAME_LEN);
 		t->actors = TextArray(SPI_getbinval(tup, desc, 5, &isnull), &t->nactors);
 		t->effects = EffectBits(SPI_getbinval(tup, desc, 6, &isnull));
-		if (t->effects & (OE_EFFECT_STOCK_RELEASE | OE_EFFECT_STOCK_RESERVE))
 		{
 			char		mkey[OE_NAME_LEN];
 			MachineDef *m;
@@ -292,7 +291,7 @@ MachineCacheLoad(void)
 			m = hash_search(mh, mkey, HASH_FIND, NULL);
 			if (m != NULL &&
 				(((t->effects & OE_EFFECT_STOCK_RELEASE) && !MachineIsTerminal(m, t->to_status)) ||
-				 ((t->effects & OE_EFFECT_STOCK_RESERVE) && MachineIsTerminal(m, SPI_getvalue(tup, desc, 2)))))
+				 MachineIsTerminal(m, SPI_getvalue(tup, desc, 2))))
 				m->stock_reopens = true;
 		}
 		req = SPI_getbinval(tup, desc, 7, &isnull);

@@ -48,9 +48,10 @@ typedef struct MachineDef
 	char	  **terminal;
 	/*
 	 * Some transition with stock:release leads to a status that is not
-	 * terminal, or one from a terminal status has stock:reserve: an order
-	 * in a status that is not terminal may have had its units released
-	 * (purchase limits read its timeline then: fire.c, OrderUnitsCounted).
+	 * terminal, or some transition leaves a terminal status: an order's
+	 * units may have been released other than by the transition that
+	 * entered its status (purchase limits read its timeline then: fire.c,
+	 * UnitsCounted).
 	 */
 	bool		stock_reopens;
 } MachineDef;

@@ -14,9 +14,11 @@
  * the 'pay' transition has effects that may refuse it for stock (anything
  * beyond stamps and merge_attrs), it runs in a subtransaction, so that if
  * it cannot happen (OE003, OE005) the payment is still recorded and a
- * 'refund_due' notice goes to the outbox; the same when a user machine's
- * guard or actors refuse it (OE001).  So does a payment for an order in a
- * terminal status.
+ * 'refund_due' notice goes to the outbox.  When a user machine's guard or
+ * actors refuse it (OE001), the payment is recorded and the order keeps
+ * the money for a 'pay' fired later, with no notice (the transition that
+ * ends an unpaid order says refund_due).  A payment for an order in a
+ * terminal status is recorded with refund_due too.
  *
  * Refunds: unit k (1-based, counted per line in the order units are
  * refunded) of a line with net = qty * unit_price - discount_alloc refunds
@@ -220,31 +222,16 @@ PayFire(void *arg)
 }
 
 /*
- * PayBySystem
- *		Whether the machine lets actor 'system' fire this 'pay' (the
- *		default machines do; a user machine may not).
- */
-static bool
-PayBySystem(const TransitionDef *pay)
-{
-	int			i;
-
-	for (i = 0; i < pay->nactors; i++)
-		if (pay->actors[i] != NULL && strcmp(pay->actors[i], "system") == 0)
-			return true;
-	return false;
-}
-
-/*
  * PayInSubtransaction
  *		Fire 'pay' with the payment riding on it, in a subtransaction.  True
  *		and *row set if it happened; false and *why set if stock stopped it
  *		(OE003, OE005), or the transition refused it (OE001: a user machine's
- *		guard or actors): then nothing of it is left.  Other errors
- *		propagate.
+ *		guard or actors; *refused then): then nothing of it is left.  Other
+ *		errors propagate.
  */
 static bool
-PayInSubtransaction(OrderState *st, int64 amount, Jsonb *payload, Datum *row, char **why)
+PayInSubtransaction(OrderState *st, int64 amount, Jsonb *payload, Datum *row, char **why,
+					bool *refused)
 {
 	OrderState	saved = *st;
 	PayArgs		pa = {st, amount, payload, (Datum) 0};
@@ -261,6 +248,7 @@ PayInSubtransaction(OrderState *st, int64 amount, Jsonb *payload, Datum *row, ch
 		ReThrowError(edata);
 	*st = saved;
 	*why = pstrdup(edata->message);
+	*refused = edata->sqlerrcode == ERRCODE_OE_TRANSITION;
 	FreeErrorData(edata);
 	return false;
 }
@@ -284,6 +272,7 @@ record_payment(PG_FUNCTION_ARGS)
 	Jsonb	   *payload;
 	Datum		row = (Datum) 0;
 	char	   *why = NULL;
+	bool		refused = false;
 	int64		paid_after;
 
 	if (amount <= 0)
@@ -365,7 +354,8 @@ record_payment(PG_FUNCTION_ARGS)
 		 * that must not cost the payment: only those need the
 		 * subtransaction.
 		 */
-		if ((pay->effects & ~PLAIN_EFFECTS) == 0 && pay->requires == NULL && PayBySystem(pay))
+		if (((pay->effects & ~PLAIN_EFFECTS) == 0 && pay->requires == NULL &&
+			 TransitionAllowsActor(pay, "system")) || pay->count > 1)
 		{
 			st.paid_delta = amount;
 			row = OrderFire(&st, "pay", false, 0, "system", payload);
@@ -373,7 +363,7 @@ record_payment(PG_FUNCTION_ARGS)
 			SPI_finish();
 			PG_RETURN_DATUM(row);
 		}
-		if (PayInSubtransaction(&st, amount, payload, &row, &why))
+		if (PayInSubtransaction(&st, amount, payload, &row, &why, &refused))
 		{
 			row = SPI_datumTransfer(row, false, -1);
 			SPI_finish();
@@ -382,7 +372,13 @@ record_payment(PG_FUNCTION_ARGS)
 	}
 
 	row = MoneyEvent(&st, "payment", payload, amount, 0, "system");
-	if (why != NULL)
+	/*
+	 * A 'pay' the machine refused (its guard, or actors without 'system'):
+	 * the order keeps the money, and the actor or guard may fire 'pay' on
+	 * it later; if the order ends unpaid instead, the transition that ends
+	 * it says refund_due.  Nothing is due back now.
+	 */
+	if (why != NULL && !refused)
 	{
 		/* the money was taken and the order will not have it: say so */
 		resetStringInfo(&buf);

@@ -62,7 +62,7 @@ OrderProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 	else if (IsA(stmt, DropStmt))
 		WorkerBeforeDropExtension((DropStmt *) stmt);	/* nor deadlock with DROP EXTENSION */
 	else if (IsA(stmt, RenameStmt) || IsA(stmt, CreatedbStmt))
-		WorkerBeforeDatabaseCopyOrRename(stmt);	/* nor block a rename or a copy */
+		WorkerBeforeDatabaseCopyOrRename(stmt, context == PROCESS_UTILITY_TOPLEVEL);	/* nor block a rename or a copy */
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 							 dest, qc);

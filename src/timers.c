@@ -271,7 +271,7 @@ ClaimTimer(const Timer *tm)
 #define TIMER_RETRY_S 5
 
 static bool
-FireTimer(Timer *tm, Jsonb *payload, bool holding)
+FireTimer(Timer *tm, Jsonb *payload, bool holding, bool *lock_busy)
 {
 	TimerArgs	ta = {tm, payload, false};
 	ErrorData  *edata;
@@ -293,6 +293,8 @@ FireTimer(Timer *tm, Jsonb *payload, bool holding)
 	if (TransientError(edata->sqlerrcode))
 	{
 		Datum		values[6];
+
+		*lock_busy = edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 
 		TimerValues(tm, values);
 		if (SPI_execute_plan(OrderPlan(&requeue_plan,
@@ -340,6 +342,7 @@ RunTimers(int32 max, uint64 *claimed)
 	int			fired = 0;
 	Jsonb	   *payload;
 	bool		holding = false;
+	bool		lock_busy = false;
 
 	if (max < 0)
 		ereport(ERROR,
@@ -385,9 +388,17 @@ RunTimers(int32 max, uint64 *claimed)
 		claim = ClaimTimer(&timers[i]);
 		if (claim != TIMER_BUSY)
 			(*claimed)++;
-		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload, holding))
+		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload, holding, &lock_busy))
 			fired++;
 		holding = holding || claim != TIMER_BUSY;
+		/*
+		 * A lock a buyer holds: end the call here, so that the rows of the
+		 * timers fired so far are let go now rather than after the rest of
+		 * the batch (and its waits); the worker calls again at once, and
+		 * the timers left are due still.
+		 */
+		if (lock_busy)
+			break;
 		if ((i + 1) % 500 == 0)
 		{
 			/* progress in pg_stat_activity.query while the call runs */

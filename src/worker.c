@@ -461,7 +461,7 @@ WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel)
  *		the database's lock against new connections meanwhile.
  */
 void
-WorkerBeforeDatabaseCopyOrRename(Node *stmt)
+WorkerBeforeDatabaseCopyOrRename(Node *stmt, bool isTopLevel)
 {
 	const char *dbname = NULL;
 	Oid			dboid;
@@ -486,7 +486,7 @@ WorkerBeforeDatabaseCopyOrRename(Node *stmt)
 	/* as for DROP DATABASE: only one PostgreSQL will not refuse out of hand */
 	if (!OidIsValid(dboid) || dboid == MyDatabaseId || !pg_database_ownercheck(dboid, GetUserId()) ||
 		!have_createdb_privilege() ||
-		(IsA(stmt, CreatedbStmt) && (IsTransactionBlock() || IsSubTransaction())))
+		(IsA(stmt, CreatedbStmt) && (!isTopLevel || IsTransactionBlock() || IsSubTransaction())))
 		return;
 	StopDatabaseProcesses(dboid, IsA(stmt, RenameStmt) ? "being renamed" : "being copied");
 }

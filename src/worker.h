@@ -14,7 +14,7 @@
 extern void WorkerInit(void);
 extern void WorkerBeforeDropdb(DropdbStmt *stmt, bool isTopLevel);
 extern void WorkerBeforeDropExtension(DropStmt *stmt);
-extern void WorkerBeforeDatabaseCopyOrRename(Node *stmt);
+extern void WorkerBeforeDatabaseCopyOrRename(Node *stmt, bool isTopLevel);
 extern void BgWorkerFill(BackgroundWorker *worker, const char *function, const char *type, Datum arg);
 extern void BgPinSettings(void);
 

@@ -110,13 +110,17 @@ $node->safe_psql('postgres', q{
 SELECT order_ext.set_stock('DL-A', 10), order_ext.set_stock('DL-B', 10);
 CREATE TABLE dl AS SELECT 'X' AS tag, order_ext.new_order_id() AS id;
 INSERT INTO dl SELECT 'Y', order_ext.new_order_id();
+INSERT INTO dl SELECT 'Z', order_ext.new_order_id();
 SELECT count(*) FROM dl, LATERAL order_ext.create_order(dl.id, 11,
-  jsonb_build_array(jsonb_build_object('sku', CASE tag WHEN 'X' THEN 'DL-B' ELSE 'DL-A' END,
+  jsonb_build_array(jsonb_build_object('sku', CASE tag WHEN 'X' THEN 'DL-B' WHEN 'Y' THEN 'DL-A' ELSE 'DL-Z' END,
                                        'qty', 1, 'unit_price', 100))) o;
-UPDATE order_ext.timers t SET due_at = now() - CASE d.tag WHEN 'X' THEN interval '2 s' ELSE interval '1 s' END
+UPDATE order_ext.timers t SET due_at = now() - CASE d.tag WHEN 'X' THEN interval '2 s' WHEN 'Y' THEN interval '1 s'
+                                                          ELSE interval '0.5 s' END
   FROM dl d WHERE t.order_id = d.id;
 });
 my ($x, $y) = map { $node->safe_psql('postgres', "SELECT id FROM dl WHERE tag = '$_'") } qw(X Y);
+# (Z, due after Y, needs nothing anyone holds: the call ends at Y, so that
+# X's rows are let go at once, and Z is left due for the next call)
 my $buyer1 = open_session($node, q{BEGIN; SELECT status FROM order_ext.create_order(order_ext.new_order_id(), 12, '[{"sku":"DL-A","qty":1,"unit_price":100}]');});
 my $buyer2 = open_session($node, 'BEGIN;');
 $buyer2->{in} .= q{SELECT status FROM order_ext.create_order(order_ext.new_order_id(), 13, '[{"sku":"DL-A","qty":1,"unit_price":100},{"sku":"DL-B","qty":1,"unit_price":100}]');} . "\nCOMMIT;\nSELECT 'buyer2 done';\n";
@@ -141,7 +145,9 @@ is($runner{out} =~ s/\s+\z//r, '1', 'the runner fired X only');
 like($runner{err}, qr/timer expire of order $y \(pending_payment at version 1\) put back for 5 s: canceling statement due to lock timeout/,
 	'and put back Y, whose stock row it would have had to wait for');
 is($node->safe_psql('postgres', "SELECT string_agg(status, ',' ORDER BY tag) FROM dl JOIN order_ext.orders o ON o.order_id = dl.id"),
-	'cancelled,pending_payment', 'X expired; Y waits for its timer, due again later');
+	'cancelled,pending_payment,pending_payment', 'X expired; Y waits for its timer, due again later');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.timers t JOIN dl ON dl.id = t.order_id
+	WHERE dl.tag = 'Z' AND t.due_at <= now()}), '1', 'and the call ended at Y: Z is still due, for the next call');
 # two more due timers: the second fires with the short lock wait, and the
 # session has its own lock_timeout back afterwards
 $node->safe_psql('postgres', q{SELECT count(*) FROM generate_series(1, 2) g,
