@@ -247,6 +247,14 @@ SELECT 1::bigint = 1::bigint AS own_equals;
 RESET search_path;
 SELECT order_ext.archive('90 days') AS archived;
 SELECT who, count(*) FROM oe_regress_own.seen GROUP BY who ORDER BY who;
+-- a login role that defaults to read-only, in a session set read-write:
+-- archive() follows the session (its process logged in read-only and
+-- failed: cannot execute UPDATE in a read-only transaction)
+ALTER ROLE oe_regress_sec_admin RESET search_path;
+ALTER ROLE oe_regress_sec_admin SET default_transaction_read_only = on;
+SET default_transaction_read_only = off;
+SELECT order_ext.archive('90 days') AS archived_with_read_only_default;
+ALTER ROLE oe_regress_sec_admin RESET default_transaction_read_only;
 \c - :oe_super
 ALTER ROLE oe_regress_sec_admin RESET search_path;
 SELECT rolsuper AS admin_is_superuser FROM pg_roles WHERE rolname = 'oe_regress_sec_admin';

@@ -1740,6 +1740,8 @@ ArchiveWorkerMain(Datum main_arg)
 	 */
 	BackgroundWorkerInitializeConnectionByOid(sh->dboid, sh->loginoid, 0);
 	BgPinSettings();			/* not the caller's role defaults: see there */
+	/* archive() refused a read-only caller; its role defaults may say so still */
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetUserIdAndSecContext(sh->useroid, SECURITY_LOCAL_USERID_CHANGE);
 	pgstat_report_appname("order_ext archive");
 	cxt = CurrentMemoryContext;
@@ -1775,7 +1777,8 @@ ArchiveWorkerMain(Datum main_arg)
 					(errmsg("order_ext archive: stopped on request; the batches committed so far stay archived")));
 			sh->sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
 			strlcpy(sh->message, "the archive process was asked to stop (its caller was cancelled or ended, "
-					"or DROP DATABASE, a shutdown or pg_terminate_backend)", sizeof(sh->message));
+					"or DROP DATABASE, DROP EXTENSION, a rename or copy of the database, a shutdown or "
+					"pg_terminate_backend)", sizeof(sh->message));
 		}
 		else
 		{

@@ -331,7 +331,7 @@ FireTimer(Timer *tm, Jsonb *payload, bool holding, bool *lock_busy)
  *		TIMER_LOCK_TIMEOUT_MS.
  */
 static int
-RunTimers(int32 max, uint64 *claimed)
+RunTimers(int32 max, uint64 *claimed, bool end_at_lock)
 {
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1];
@@ -392,13 +392,15 @@ RunTimers(int32 max, uint64 *claimed)
 			fired++;
 		holding = holding || claim != TIMER_BUSY;
 		/*
-		 * A lock a buyer holds: end the call here, so that the rows of the
-		 * timers fired so far are let go now rather than after the rest of
-		 * the batch (and its waits); the worker calls again at once, and
-		 * the timers left are due still.
+		 * A lock a buyer holds: the worker's call (end_at_lock) ends here,
+		 * so that the rows of the timers fired so far are let go now rather
+		 * than after the rest of the batch and its waits; it calls again at
+		 * once, and the timers left are due still.  run_timers() goes on,
+		 * as a caller that runs it once a minute (pg_cron) expects.
 		 */
-		if (lock_busy)
+		if (lock_busy && end_at_lock)
 			break;
+		lock_busy = false;
 		if ((i + 1) % 500 == 0)
 		{
 			/* progress in pg_stat_activity.query while the call runs */
@@ -435,7 +437,7 @@ run_timers(PG_FUNCTION_ARGS)
 {
 	uint64		claimed;
 
-	PG_RETURN_INT32(RunTimers(PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0), &claimed));
+	PG_RETURN_INT32(RunTimers(PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0), &claimed, false));
 }
 
 /*
@@ -448,6 +450,6 @@ run_timers_claimed(PG_FUNCTION_ARGS)
 {
 	uint64		claimed;
 
-	(void) RunTimers(PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0), &claimed);
+	(void) RunTimers(PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0), &claimed, true);
 	PG_RETURN_INT32((int32) claimed);
 }

@@ -95,7 +95,7 @@ ok(wait_for($node, 'postgres', q{SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activi
 	'and its archive process stopped');
 my $STOPPED = q{SELECT status || ': ' || message FROM order_ext.worker_runs ORDER BY id DESC LIMIT 1};
 is($node->safe_psql('postgres', $STOPPED),
-	'failed: the archive process was asked to stop (its caller was cancelled or ended, or DROP DATABASE, a shutdown or pg_terminate_backend)',
+	'failed: the archive process was asked to stop (its caller was cancelled or ended, or DROP DATABASE, DROP EXTENSION, a rename or copy of the database, a shutdown or pg_terminate_backend)',
 	'the cancelled run is recorded as failed as it stops, not left running');
 ok($node->log_contains(qr/order_ext archive: stopped on request; the batches committed so far stay archived/),
 	'the server log says it stopped on request');

@@ -127,7 +127,7 @@ $buyer2->{in} .= q{SELECT status FROM order_ext.create_order(order_ext.new_order
 $buyer2->{h}->pump_nb;
 ok(wait_for($node, 'postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'}, 10),
 	'the second buyer waits for DL-A, which the first holds');
-my %runner = (in => "SET deadlock_timeout = '10s';\nSELECT order_ext.run_timers();\n", out => '', err => '');
+my %runner = (in => "SET deadlock_timeout = '10s';\nSELECT order_ext.run_timers_claimed(100);\n", out => '', err => '');
 $runner{h} = IPC::Run::start([ 'psql', '-X', '-Atq', '-d', $node->connstr('postgres') ],
 	'<', \$runner{in}, '>', \$runner{out}, '2>', \$runner{err},
 	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
@@ -141,13 +141,34 @@ $buyer2->{h}->pump until $buyer2->{out} =~ /buyer2 done/ || $buyer2->{err} =~ /E
 $runner{h}->finish;
 unlike($buyer2->{err}, qr/deadlock detected/, 'the second buyer gets no deadlock error');
 like($buyer2->{out}, qr/pending_payment/, 'and its order is made');
-is($runner{out} =~ s/\s+\z//r, '1', 'the runner fired X only');
+is($runner{out} =~ s/\s+\z//r, '2', 'the runner (the worker\'s call) handled X and Y only: it fired X and put Y back');
 like($runner{err}, qr/timer expire of order $y \(pending_payment at version 1\) put back for 5 s: canceling statement due to lock timeout/,
 	'and put back Y, whose stock row it would have had to wait for');
 is($node->safe_psql('postgres', "SELECT string_agg(status, ',' ORDER BY tag) FROM dl JOIN order_ext.orders o ON o.order_id = dl.id"),
 	'cancelled,pending_payment,pending_payment', 'X expired; Y waits for its timer, due again later');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.timers t JOIN dl ON dl.id = t.order_id
 	WHERE dl.tag = 'Z' AND t.due_at <= now()}), '1', 'and the call ended at Y: Z is still due, for the next call');
+# run_timers() (pg_cron's, once a minute) does not end at a held lock: it
+# puts that timer back and goes on to the rest
+$node->safe_psql('postgres', q{
+CREATE TABLE dl2 AS SELECT 'P' AS tag, order_ext.new_order_id() AS id;
+INSERT INTO dl2 SELECT 'Q', order_ext.new_order_id();
+INSERT INTO dl2 SELECT 'R', order_ext.new_order_id();
+SELECT count(*) FROM dl2, LATERAL order_ext.create_order(dl2.id, 12,
+  jsonb_build_array(jsonb_build_object('sku', CASE tag WHEN 'Q' THEN 'DL-A' ELSE 'DL-Z' END,
+                                       'qty', 1, 'unit_price', 100))) o;
+UPDATE order_ext.timers t SET due_at = now() - CASE d.tag WHEN 'P' THEN interval '3 s' WHEN 'Q' THEN interval '2 s'
+                                                          ELSE interval '1 s' END
+  FROM dl2 d WHERE t.order_id = d.id;
+});
+my $holder2 = open_session($node, "BEGIN; SELECT 1 FROM order_ext.stock_buckets WHERE sku = 'DL-A' FOR UPDATE;");
+($rc, $out, $err) = $node->psql('postgres', q{SELECT order_ext.run_timers()});
+like($err, qr/put back for 5 s/, 'run_timers() puts back the timer whose stock row is held');
+is($node->safe_psql('postgres', q{SELECT string_agg(o.status, ',' ORDER BY tag) FROM dl2 JOIN order_ext.orders o ON o.order_id = dl2.id}),
+	'cancelled,pending_payment,cancelled', 'and goes on: P and R expired, Q waits for its timer');
+session_do($holder2, 'COMMIT;');
+$holder2->{h}->finish;
+
 # two more due timers: the second fires with the short lock wait, and the
 # session has its own lock_timeout back afterwards
 $node->safe_psql('postgres', q{SELECT count(*) FROM generate_series(1, 2) g,
