@@ -1014,6 +1014,61 @@ TimeUp(ArchiveState *st)
 }
 
 /*
+ * Where a run that stopped on its time budget (the worker's: ArchiveRun's
+ * budget_ms) left a month's batches, so that the next run of this process
+ * goes on from there rather than from the month's first order: a month
+ * that starts with more orders still under way than one run can read
+ * would otherwise keep every run from the finished ones further on.  When
+ * a month's batches reach its end, it starts from its first order again
+ * (orders passed over may have finished since).  Only the worker's process
+ * lives from one run to the next; archive()'s is new every call.
+ */
+#define RESUME_SLOTS 16
+
+typedef struct MonthResume
+{
+	int64		lo;				/* the month's first id; 0: a free slot */
+	int64		last;			/* the last id its batches read */
+} MonthResume;
+
+static MonthResume month_resume[RESUME_SLOTS];
+
+/* Where the batches of the month from lo go on: after 'last', or lo - 1. */
+static int64
+ResumeFrom(int64 lo)
+{
+	int			i;
+
+	for (i = 0; i < RESUME_SLOTS; i++)
+		if (month_resume[i].lo == lo)
+			return month_resume[i].last;
+	return lo - 1;
+}
+
+/* Remember (last > 0) or forget (last == 0) where the month's batches are. */
+static void
+ResumeSet(int64 lo, int64 last)
+{
+	int			i;
+	int			slot = -1;
+
+	for (i = 0; i < RESUME_SLOTS; i++)
+	{
+		if (month_resume[i].lo == lo)
+		{
+			slot = i;
+			break;
+		}
+		if (month_resume[i].lo == 0 && slot < 0)
+			slot = i;
+	}
+	if (slot < 0)
+		slot = (int) ((uint64) lo % RESUME_SLOTS);	/* full: forget one */
+	month_resume[slot].lo = last > 0 ? lo : 0;
+	month_resume[slot].last = last;
+}
+
+/*
  * MonthBatches
  *		Move the archivable orders of a month below 'upper', batch_size per
  *		transaction, into the month's history partitions (made if missing).
@@ -1025,7 +1080,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 	SPIPlanPtr *plans = st->plans;	/* the statements, once needed */
 	Datum		values[4];
 	char		what[128];
-	int64		last = m->lo - 1;
+	int64		last = ResumeFrom(m->lo);
 	bool		statements;
 	int			t;
 
@@ -1100,6 +1155,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		if (TimeUp(st))
 		{
 			FreeKeptPlans(st);
+			ResumeSet(m->lo, last); /* the next run of this process goes on here */
 			break;
 		}
 		BatchXactBegin();
@@ -1112,7 +1168,10 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 			{
 				BgXactCommit();
 				if (r.done)
+				{
+					ResumeSet(m->lo, 0);	/* the end: next time from the start */
 					break;
+				}
 				Moved(st, r.moved);
 				last = r.last;
 				BatchPause(st, what);
@@ -1136,6 +1195,7 @@ MonthBatches(ArchiveState *st, ArchiveMonth *m, int64 upper)
 		{
 			FreeKeptPlans(st);
 			BgXactCommit();
+			ResumeSet(m->lo, 0);	/* the end: next time from the start */
 			break;
 		}
 		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &ids_null);
