@@ -42,6 +42,7 @@ PG_FUNCTION_INFO_V1(fire);
 
 static bool OrderLockIn(bool archived, int64 order_id, OrderState *st);
 static bool UnitsCounted(OrderState *st, int32 upto, const char *status);
+static bool OrderUnitsCounted(OrderState *st, int32 upto);
 
 /*
  * OrderLock
@@ -522,7 +523,7 @@ fire(PG_FUNCTION_ARGS)
  *		only where some SKU has a limit (StockLimited).  The caller is
  *		connected to SPI.
  */
-bool
+static bool
 OrderUnitsCounted(OrderState *st, int32 upto)
 {
 	static SPIPlanPtr plans[2] = {NULL, NULL};

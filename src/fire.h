@@ -44,7 +44,6 @@ extern bool OrderLock(int64 order_id, OrderState *st);
 extern bool ArchivedOrderLock(int64 order_id, OrderState *st);
 extern void OrderLockLive(int64 order_id, OrderState *st, const char *what);
 extern const OrderFacts *OrderFactsOf(OrderState *st);
-extern bool OrderUnitsCounted(OrderState *st, int32 upto);
 extern void OrderReturnUnits(OrderState *st, int nlines, const StockLine *lines,
 							 bool buckets, bool restock, bool holdings);
 extern void OrderNotFound(int64 order_id);

@@ -696,7 +696,7 @@ StockLimited(void)
  *		Effect stock:reserve (pay): reserve every tracked SKU of the order
  *		that holds no reservation yet (on_pay SKUs, and SKUs tracked since).
  *		With count_again (a user machine's resume after a stock:release:
- *		fire.c, OrderUnitsCounted), its units count against purchase limits
+ *		fire.c, UnitsCounted), its units count against purchase limits
  *		again, and may be refused (OE005).
  */
 void
@@ -768,7 +768,7 @@ StockCommitOrder(int64 order_id)
  *		Effect stock:release (cancel, expire, close): reservations go back
  *		and the order's units stop counting against purchase limits, if they
  *		counted (an earlier stock:release of a user machine took them off
- *		already: fire.c, OrderUnitsCounted).
+ *		already: fire.c, UnitsCounted).
  */
 void
 StockReleaseOrder(int64 order_id, bool counted)
@@ -1199,7 +1199,7 @@ set_purchase_limit(PG_FUNCTION_ARGS)
 								   "   SELECT order_id, qty, refunded_qty FROM order_ext.order_items WHERE sku = $1"
 								   "   UNION ALL"
 								   "   SELECT order_id, qty, refunded_qty FROM order_ext.order_items_history WHERE sku = $1),"
-								   /* as at run time (fire.c, OrderUnitsCounted): the last stock
+								   /* as at run time (fire.c, UnitsCounted): the last stock
 									* effect of each order's timeline, if any, is not stock:release */
 								   " last AS ("
 								   "   SELECT DISTINCT ON (e.order_id) e.order_id, 'stock:release' = ANY (t.effects) AS released"
