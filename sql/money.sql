@@ -321,6 +321,15 @@ SELECT status, version FROM order_ext.fire(:g1, 'modify', actor => 'system', pay
 SELECT status, version, paid_total FROM order_ext.fire(:g1, 'pay', actor => 'system');
 SELECT status, version, paid_total FROM order_ext.fire(:g2, 'pay', actor => 'merchant');
 SELECT count(*) AS refund_due_notices FROM order_ext.outbox WHERE order_id IN (:g1, :g2) AND event = 'refund_due';
+-- a 'pay' defined twice is the machine's error (validate_machine reports
+-- it), not a refusal: the call fails and no payment is recorded
+INSERT INTO order_ext.machines VALUES ('dup_pay', 'new', '{done}', NULL);
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors) VALUES
+    ('dup_pay', 'new', 'pay', 'done', '{merchant}'), ('dup_pay', 'new', 'pay', 'done', '{system}');
+SELECT order_ext.new_order_id() AS g3 \gset
+SELECT status FROM order_ext.create_order(:g3, 1, '[{"sku":"G-1","qty":1,"unit_price":100}]', machine => 'dup_pay');
+SELECT regexp_replace(pg_temp.err(format('SELECT order_ext.record_payment(%s, %L, 100)', :g3, 'GW-3')), '\d{13,}', '<id>', 'g') AS dup_pay;
+SELECT count(*) AS dup_pay_payments FROM order_ext.order_payments WHERE order_id = :g3;
 
 DROP EXTENSION order_ext CASCADE;
 DROP OWNED BY oe_regress_money_app;
