@@ -256,7 +256,8 @@ TransitionCheck(const char *what, int64 id, const char *machine, const char *sta
 	if (t->requires != NULL && !JsonbContains(attrs, t->requires))
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_TRANSITION),
-				 errmsg("event \"%s\" is not allowed for this %s", event, what),
+				 errmsg("event \"%s\" is not allowed for %s " INT64_FORMAT " in status \"%s\"",
+						event, what, id, status),
 				 errdetail("Transition (%s, %s) of machine \"%s\" requires %s.", status, event,
 						   machine,
 						   JsonbToCString(NULL, &t->requires->root, VARSIZE(t->requires)))));
