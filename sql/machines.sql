@@ -227,6 +227,13 @@ SELECT pg_temp.err($$INSERT INTO order_ext.transitions (machine, from_status, ev
 -- timeouts: never negative
 SELECT pg_temp.err($$INSERT INTO order_ext.timeouts (machine, status, after, event)
                      VALUES ('ok_machine', 'a', '-1 minute', 'go')$$) AS negative_after;
+-- timeouts and status labels name statuses and events as transitions do
+SELECT pg_temp.err($$INSERT INTO order_ext.timeouts (machine, status, after, event)
+                     VALUES ('ok_machine', 'A', '1 minute', 'go')$$) AS timeout_capital_status,
+       pg_temp.err($$INSERT INTO order_ext.timeouts (machine, status, after, event)
+                     VALUES ('ok_machine', 'a', '1 minute', 'Go ')$$) AS timeout_bad_event,
+       pg_temp.err($$INSERT INTO order_ext.status_labels (machine, status, role, label)
+                     VALUES ('ok_machine', 'Paid', 'buyer', 'Paid')$$) AS label_capital_status;
 
 --------------------------------------------------------------------------
 -- Machine changes are seen at once, and a rolled-back change is forgotten

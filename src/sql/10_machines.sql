@@ -40,7 +40,7 @@ COMMENT ON COLUMN order_ext.transitions.effects IS
 
 CREATE TABLE order_ext.status_labels (
     machine text NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
-    status  text NOT NULL,
+    status  text NOT NULL CHECK (status ~ '^[a-z][a-z0-9_]{0,62}$'),
     role    text NOT NULL CHECK (role IN ('buyer', 'merchant', 'system', 'platform')),
     label   text NOT NULL,
     PRIMARY KEY (machine, status, role)
@@ -50,9 +50,9 @@ COMMENT ON TABLE order_ext.status_labels IS
 
 CREATE TABLE order_ext.timeouts (
     machine text     NOT NULL REFERENCES order_ext.machines ON UPDATE CASCADE ON DELETE CASCADE,
-    status  text     NOT NULL,
+    status  text     NOT NULL CHECK (status ~ '^[a-z][a-z0-9_]{0,62}$'),
     after   interval NOT NULL CHECK (after >= interval '0' AND after <= interval '100 years'),
-    event   text     NOT NULL,
+    event   text     NOT NULL CHECK (event ~ '^[a-z][a-z0-9_]{0,62}$'),
     PRIMARY KEY (machine, status, event)
 );
 COMMENT ON TABLE order_ext.timeouts IS

@@ -77,4 +77,11 @@ ALTER TABLE order_ext.machines ADD CONSTRAINT machines_terminal_statuses_check
               ~ '^[a-z][a-z0-9_]{0,62}(,[a-z][a-z0-9_]{0,62})*$');
 ALTER TABLE order_ext.timeouts DROP CONSTRAINT timeouts_after_check,
     ADD CONSTRAINT timeouts_after_check CHECK (after >= interval '0' AND after <= interval '100 years');
+-- timeouts and status labels name statuses and events as transitions do (a
+-- 'Paid' timeout matched no order and said nothing)
+ALTER TABLE order_ext.timeouts
+    ADD CONSTRAINT timeouts_status_check CHECK (status ~ '^[a-z][a-z0-9_]{0,62}$'),
+    ADD CONSTRAINT timeouts_event_check CHECK (event ~ '^[a-z][a-z0-9_]{0,62}$');
+ALTER TABLE order_ext.status_labels
+    ADD CONSTRAINT status_labels_status_check CHECK (status ~ '^[a-z][a-z0-9_]{0,62}$');
 -- (the trigger machine_in_use, and status_label's new body: 51_machine_tools.sql)
