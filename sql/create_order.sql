@@ -187,7 +187,7 @@ SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', machine => 'Physical'
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', machine => 'after_sale') AS request_machine;
 
 --------------------------------------------------------------------------
--- Malformed requests: 22023 (or 22004 for SQL NULL) naming the field;
+-- Malformed requests: 22023 (SQL NULL included) naming the field;
 -- amounts negative or too large: OE007.  Nothing is written.
 --------------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', currency => ' CN') AS
 -- order_id
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', id => 0) AS order_id_zero;
 SELECT pg_temp.try('[{"sku":"A","qty":1,"unit_price":1}]', id => -1) AS order_id_negative;
--- every NULL argument: 22004 naming it
+-- every NULL argument: 22023 naming it
 SELECT pg_temp.err($$SELECT order_ext.create_order(NULL, 1, '[{"sku":"A","qty":1,"unit_price":1}]')$$) AS null_order_id;
 SELECT pg_temp.err($$SELECT order_ext.create_order(order_ext.min_order_id('2024-02-10 00:00:00+00') + 100, NULL, '[{"sku":"A","qty":1,"unit_price":1}]')$$) AS null_buyer_id;
 SELECT pg_temp.err($$SELECT order_ext.create_order(order_ext.min_order_id('2024-02-10 00:00:00+00') + 100, 1, NULL)$$) AS null_items;

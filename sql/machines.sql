@@ -328,7 +328,7 @@ SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_none', 'a', '{}',
 SELECT pg_temp.err($$INSERT INTO order_ext.timeouts VALUES ('t_ok', 'a', '2000000 years', 'go')$$) AS timeout_huge;
 SELECT pg_temp.err($$INSERT INTO order_ext.timeouts VALUES ('t_ok', 'a', '100 years', 'go')$$) AS timeout_100_years;
 
--- NULL arguments: 22004, naming the argument
+-- NULL arguments: 22023, naming the argument
 SELECT pg_temp.err($$SELECT order_ext.status_label(NULL, 'paid', 'buyer')$$) AS label_null_machine,
        pg_temp.err($$SELECT order_ext.status_label('physical', NULL, 'buyer')$$) AS label_null_status,
        pg_temp.err($$SELECT order_ext.status_label('physical', 'paid', NULL)$$) AS label_null_role;

@@ -333,7 +333,7 @@ SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, 'pay')$$, order_ext.new_or
        pg_temp.err($$SELECT order_ext.fire(1, 'pay')$$) AS id_1,
        pg_temp.err(format($$SELECT order_ext.fire(%s, 'pay', 1)$$, order_ext.new_order_id())) AS unused_with_version;
 
--- NULL order_id, event, actor: 22004
+-- NULL order_id, event, actor: 22023
 SELECT pg_temp.err($$SELECT order_ext.fire(NULL, 'pay')$$) AS null_order,
        pg_temp.err(format($$SELECT order_ext.fire(%s, NULL)$$, pg_temp.id('x_pending_payment'))) AS null_event,
        pg_temp.err(format($$SELECT order_ext.fire(%s, 'cancel', actor => NULL)$$, pg_temp.id('x_pending_payment'))) AS null_actor,

@@ -74,7 +74,7 @@ SELECT pg_temp.err($$SELECT order_ext.set_stock(NULL, 1)$$) AS null_sku;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('', 1)$$) AS empty_sku;
 SELECT pg_temp.err($$SELECT order_ext.set_stock(repeat('x', 201), 1)$$) AS long_sku;
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', NULL)$$) AS null_on_hand;
--- NULL policy, hot or buckets: 22004 (it was read as the default, turning a
+-- NULL policy, hot or buckets: 22023 (it was read as the default, turning a
 -- hot on_pay SKU into a plain on_create one)
 SELECT pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, NULL)$$) AS null_policy,
        pg_temp.err($$SELECT order_ext.set_stock('S-1', 1, hot => NULL)$$) AS null_hot,

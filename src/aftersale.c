@@ -445,7 +445,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL",
 						PG_ARGISNULL(0) ? "order_id" : PG_ARGISNULL(1) ? "kind" : "lines")));
 	order_id = PG_GETARG_INT64(0);
@@ -549,7 +549,7 @@ fire_after_sale(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL",
 						PG_ARGISNULL(0) ? "id" : PG_ARGISNULL(1) ? "event" : "actor")));
 	id = PG_GETARG_INT64(0);

@@ -1924,7 +1924,7 @@ archive(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL", PG_ARGISNULL(0) ? "older_than" : "batch_size")));
 	older_than = PG_GETARG_INTERVAL_P(0);
 	batch_size = PG_GETARG_INT32(1);

@@ -473,11 +473,11 @@ fire(PG_FUNCTION_ARGS)
 	Datum		row;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("order_id must not be NULL")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("order_id must not be NULL")));
 	if (PG_ARGISNULL(1))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("event must not be NULL")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("event must not be NULL")));
 	if (PG_ARGISNULL(3))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("actor must not be NULL")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("actor must not be NULL")));
 	order_id = PG_GETARG_INT64(0);
 	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));

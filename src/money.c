@@ -107,7 +107,7 @@ ArgIdText(FunctionCallInfo fcinfo, int argno, const char *name)
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL", name)));
 	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (s[0] == '\0' || strlen(s) > MAX_ID_LEN)
@@ -122,7 +122,7 @@ ArgInt64(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL", name)));
 	return PG_GETARG_INT64(argno);
 }
@@ -993,7 +993,7 @@ refund(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(4))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("restock must not be NULL")));
 	restock = PG_GETARG_BOOL(4);
 	if (strncmp(refund_id, AFTER_SALE_REFUND_PREFIX, strlen(AFTER_SALE_REFUND_PREFIX)) == 0)

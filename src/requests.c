@@ -65,7 +65,7 @@ RequestKeyArg(FunctionCallInfo fcinfo, int argno)
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("key must not be NULL")));
 	key = PG_GETARG_TEXT_PP(argno);
 	len = VARSIZE_ANY_EXHDR(key);
@@ -210,7 +210,7 @@ complete_request(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("response must not be NULL"),
 				 errhint("Store 'null'::jsonb for a request that has no response.")));
 	values[0] = PointerGetDatum(key);
@@ -262,7 +262,7 @@ issue_token(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must not be NULL")));
 	ttl = PG_GETARG_INTERVAL_P(0);
 	if (IntervalCmpMonths(ttl, 0) <= 0)

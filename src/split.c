@@ -449,7 +449,7 @@ split_order(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL", PG_ARGISNULL(0) ? "order_id" : "by")));
 	order_id = PG_GETARG_INT64(0);
 	by = text_to_cstring(PG_GETARG_TEXT_PP(1));

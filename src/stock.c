@@ -970,7 +970,7 @@ SkuArg(FunctionCallInfo fcinfo, int argno)
 	char	   *sku;
 
 	if (PG_ARGISNULL(argno))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("sku must not be NULL")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("sku must not be NULL")));
 	sku = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (sku[0] == '\0' || strlen(sku) > 200)
 		ereport(ERROR,
@@ -1006,7 +1006,7 @@ set_stock(PG_FUNCTION_ARGS)
 	int			k = 0;
 
 	if (PG_ARGISNULL(1))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("on_hand must not be NULL")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("on_hand must not be NULL")));
 	on_hand = PG_GETARG_INT64(1);
 	if (on_hand < 0)
 		ereport(ERROR,
@@ -1021,7 +1021,7 @@ set_stock(PG_FUNCTION_ARGS)
 	for (i = 2; i <= 4; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must not be NULL", i == 2 ? "policy" : i == 3 ? "hot" : "buckets"),
 					 errhint("Leave it out for its default.")));
 	policy = text_to_cstring(PG_GETARG_TEXT_PP(2));

@@ -15,7 +15,7 @@ BEGIN
     IF machine IS NULL OR status IS NULL OR role IS NULL THEN
         RAISE EXCEPTION '% must not be NULL', CASE WHEN machine IS NULL THEN 'machine'
                                                    WHEN status IS NULL THEN 'status' ELSE 'role' END
-            USING ERRCODE = '22004';
+            USING ERRCODE = '22023';
     END IF;
     IF role NOT IN ('buyer', 'merchant', 'system', 'platform') THEN
         RAISE EXCEPTION 'role must be one of buyer, merchant, system, platform'
@@ -79,7 +79,7 @@ DECLARE
     m order_ext.machines;
 BEGIN
     IF name IS NULL THEN
-        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO m FROM order_ext.machines WHERE machine = name;
     IF NOT FOUND THEN
@@ -188,7 +188,7 @@ DECLARE
     dot text;
 BEGIN
     IF name IS NULL THEN
-        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO m FROM order_ext.machines WHERE machine = name;
     IF NOT FOUND THEN

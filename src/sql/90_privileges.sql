@@ -15,7 +15,7 @@ DECLARE
     f regprocedure;
 BEGIN
     IF role IS NULL THEN
-        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22023';
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA order_ext TO %I', role);
     FOR g IN SELECT * FROM order_ext.role_grants r WHERE r.level = grant_level.level ORDER BY kind, name LOOP
