@@ -104,6 +104,7 @@ static SPIPlanPtr lock_order_plan = NULL;
 static SPIPlanPtr drop_order_plan = NULL;
 static SPIPlanPtr order_lines_plan = NULL;
 static SPIPlanPtr lock_order_sku_plan = NULL;
+static SPIPlanPtr lock_buckets_plan = NULL;
 static SPIPlanPtr release_res_plan = NULL;
 static SPIPlanPtr restock_plan = NULL;
 static SPIPlanPtr move_res_plan = NULL;
@@ -794,25 +795,61 @@ StockReleaseOrder(int64 order_id, bool counted)
 }
 
 /*
+ * LockBuckets
+ *		Lock buckets of one SKU (bks: an int[] in bucket order), in that
+ *		order; returns how many rows it locked.  By SKU alone: stock rows
+ *		and reservations are distributed on different keys (API.md, Citus:
+ *		stock by sku, order rows by order_id), so a FOR UPDATE over a join
+ *		of the two could not run on one shard.
+ */
+static uint64
+LockBuckets(Datum sku, Datum bks)
+{
+	Oid			types[2] = {TEXTOID, INT4ARRAYOID};
+	Datum		values[2];
+
+	values[0] = sku;
+	values[1] = bks;
+	Exec(OrderPlan(&lock_buckets_plan,
+				   "SELECT 1 FROM order_ext.stock_buckets WHERE sku = $1 AND bucket = ANY ($2)"
+				   " ORDER BY bucket FOR UPDATE",
+				   2, types),
+		 values, NULL, SPI_OK_SELECT);
+	return SPI_processed;
+}
+
+/*
  * LockOrderSku
  *		Lock the buckets an order holds reservations of one SKU in, in
  *		order; returns how many reservations (bucket, qty) it holds there.
+ *		The caller holds the order's row, so its reservations stay as read.
  */
 static int
 LockOrderSku(int64 order_id, const char *sku, int32 **bk, int64 **held)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
+	Datum	   *d;
+	int			n;
+	int			i;
 
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(sku);
 	Exec(OrderPlan(&lock_order_sku_plan,
-				   "SELECT r.bucket, r.qty FROM order_ext.stock_buckets b JOIN order_ext.reservations r"
-				   " ON r.sku = b.sku AND r.bucket = b.bucket WHERE r.order_id = $1 AND r.sku = $2"
-				   " ORDER BY b.bucket FOR UPDATE",
+				   "SELECT bucket, qty FROM order_ext.reservations"
+				   " WHERE order_id = $1 AND sku = $2 ORDER BY bucket",
 				   2, types),
 		 values, NULL, SPI_OK_SELECT);
-	return BucketRows(bk, held);
+	n = BucketRows(bk, held);
+	if (n == 0)
+		return 0;
+	d = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		d[i] = Int32GetDatum((*bk)[i]);
+	(void) LockBuckets(values[1],
+					   PointerGetDatum(construct_array(d, n, INT4OID, sizeof(int32), true,
+													   TYPALIGN_INT)));
+	return n;
 }
 
 /*
@@ -929,24 +966,39 @@ StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool bucket
  *		Lock the stock rows an order holds reservations in, in the order
  *		everyone locks them (SKU, then bucket), and say how many: ship and
  *		cancel before they drop the reservations, split_order before it
- *		moves them child by child, in no such order.
+ *		moves them child by child, in no such order.  The order's
+ *		reservations are read first (the caller holds the order's row), then
+ *		each SKU's buckets are locked by SKU (LockBuckets).
  */
 uint64
 StockLockOrder(int64 order_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
+	SPITupleTable *tt;
+	uint64		n;
+	uint64		i;
+	uint64		locked = 0;
 
 	if (!StockCatalog() || ntracked == 0)
 		return 0;
 	values[0] = Int64GetDatum(order_id);
 	Exec(OrderPlan(&lock_order_plan,
-				   "SELECT 1 FROM order_ext.stock_buckets b JOIN order_ext.reservations r"
-				   " ON r.sku = b.sku AND r.bucket = b.bucket WHERE r.order_id = $1"
-				   " ORDER BY b.sku, b.bucket FOR UPDATE OF b",
+				   "SELECT sku, array_agg(bucket ORDER BY bucket) FROM order_ext.reservations"
+				   " WHERE order_id = $1 GROUP BY sku ORDER BY sku",
 				   1, types),
 		 values, NULL, SPI_OK_SELECT);
-	return SPI_processed;
+	tt = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		sku = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+		Datum		bks = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+
+		locked += LockBuckets(sku, bks);
+	}
+	return locked;
 }
 
 void
