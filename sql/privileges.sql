@@ -96,6 +96,12 @@ SELECT pg_temp.err($$SELECT order_ext.create_order(1, 1, '[{"sku":"A","qty":1,"u
 SELECT pg_temp.err('SELECT count(*) FROM order_ext.orders') AS select_orders;
 SELECT pg_temp.err('SELECT count(*) FROM order_ext.orders_p2024_02') AS select_partition;
 SELECT pg_temp.err('SELECT order_ext.maintain()') AS maintain;
+-- nor listen on the channel that carries every order's id (PostgreSQL has
+-- no privileges on channels; order_ext's LISTEN hook needs USAGE on its
+-- schema); other channels are not order_ext's business
+SELECT pg_temp.err('LISTEN order_ext') AS listen_order_ext,
+       pg_temp.err('LISTEN oe_regress_other') AS listen_other;
+UNLISTEN *;
 RESET ROLE;
 -- with USAGE on the schema only, each function is still refused on its own
 GRANT USAGE ON SCHEMA order_ext TO oe_regress_priv_none;
@@ -106,6 +112,9 @@ SELECT pg_temp.err('SELECT count(*) FROM order_ext.orders') AS select_orders;
 SELECT pg_temp.err($$SELECT order_ext.create_partitions('2024-02-01', '2024-02-01')$$) AS create_partitions;
 SELECT pg_temp.err($$SELECT order_ext.grant_app('oe_regress_priv_none')$$) AS grant_app_to_self;
 SELECT pg_temp.err($$SELECT order_ext.grant_admin('oe_regress_priv_none')$$) AS grant_admin_to_self;
+-- (a role that may use the schema may listen)
+SELECT pg_temp.err('LISTEN order_ext') AS listen_order_ext;
+UNLISTEN *;
 RESET ROLE;
 REVOKE USAGE ON SCHEMA order_ext FROM oe_regress_priv_none;
 

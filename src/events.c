@@ -23,6 +23,9 @@
 #include "catalog/pg_type.h"
 #include "access/xact.h"
 #include "commands/async.h"
+#include "catalog/namespace.h"
+#include "commands/extension.h"
+#include "utils/acl.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "port/atomics.h"
@@ -91,6 +94,29 @@ ListenerExit(int code, Datum arg)
 }
 
 /*
+ * RefuseListenerWithoutUsage
+ *		PostgreSQL has no privileges on channels, and this one carries the
+ *		id of every order changed (and a listener makes every order's commit
+ *		queue a NOTIFY): in a database with order_ext, only a role that may
+ *		use its schema (grant_app, grant_admin) may LISTEN on it.
+ */
+static void
+RefuseListenerWithoutUsage(void)
+{
+	Oid			nsp;
+
+	if (!IsTransactionState() || !OidIsValid(get_extension_oid("order_ext", true)))
+		return;
+	nsp = get_namespace_oid("order_ext", true); /* the control file's schema */
+	if (OidIsValid(nsp) && pg_namespace_aclcheck(nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to listen on channel \"order_ext\""),
+				 errdetail("The channel carries the id of every order changed; it is for roles that may read order_ext's events."),
+				 errhint("order_ext.grant_app(role) lets a role read them.")));
+}
+
+/*
  * EventsBeforeListen
  *		Count this session as a listener when it runs LISTEN order_ext
  *		(called by the utility hook, order_ext.c).
@@ -98,8 +124,10 @@ ListenerExit(int code, Datum arg)
 void
 EventsBeforeListen(ListenStmt *stmt)
 {
-	if (listener_state != NULL && !counted_as_listener &&
-		strcmp(stmt->conditionname, "order_ext") == 0)
+	if (strcmp(stmt->conditionname, "order_ext") != 0)
+		return;
+	RefuseListenerWithoutUsage();
+	if (listener_state != NULL && !counted_as_listener)
 	{
 		before_shmem_exit(ListenerExit, (Datum) 0);
 		pg_atomic_fetch_add_u32(&listener_state->listeners, 1);
