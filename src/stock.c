@@ -108,6 +108,32 @@ static SPIPlanPtr lock_buckets_plan = NULL;
 static SPIPlanPtr release_res_plan = NULL;
 static SPIPlanPtr restock_plan = NULL;
 static SPIPlanPtr move_res_plan = NULL;
+static SPIPlanPtr lock_buckets_nowait_plan = NULL;
+static SPIPlanPtr holdings_nowait_plan = NULL;
+static SPIPlanPtr bucket0_nowait_plan = NULL;
+static SPIPlanPtr lock_sku_nowait_plan = NULL;
+
+/*
+ * stock_nowait
+ *		Set by StockNoWait while run_timers fires a timer after others of
+ *		its call: the stock and holdings rows this module locks are then
+ *		locked with NOWAIT (55P03 at once if another transaction holds one;
+ *		timers.c puts the timer back).  The runner still holds the rows of
+ *		the timers it fired before, taken in due order rather than in the
+ *		SKU order buyers take them in: had it waited for a buyer's row while
+ *		that buyer waited for one of them, however briefly, the buyer's
+ *		deadlock check could find the cycle first and cancel the buyer.
+ */
+static bool stock_nowait = false;
+
+bool
+StockNoWait(bool on)
+{
+	bool		was = stock_nowait;
+
+	stock_nowait = on;
+	return was;
+}
 
 PG_FUNCTION_INFO_V1(set_stock);
 PG_FUNCTION_INFO_V1(stock_available);
@@ -420,7 +446,15 @@ ReserveSku(const StockSku *s, int64 qty, TakenList *taken)
 	/* the fast path: normal mode waits for its one bucket; hot mode waits for none */
 	if (nb == 1)
 	{
-		SPIPlanPtr	plan = OrderPlan(&reserve_plan,
+		SPIPlanPtr	plan;
+
+		if (stock_nowait)
+			Exec(OrderPlan(&bucket0_nowait_plan,
+						   "SELECT 1 FROM order_ext.stock_buckets WHERE sku = $1 AND bucket = 0"
+						   " FOR UPDATE NOWAIT",
+						   1, types),
+				 values, NULL, SPI_OK_SELECT);
+		plan = OrderPlan(&reserve_plan,
 									 "UPDATE order_ext.stock_buckets SET reserved = reserved + $2"
 									 " WHERE sku = $1 AND bucket = 0 AND on_hand - reserved >= $2"
 									 " RETURNING bucket",
@@ -445,11 +479,12 @@ ReserveSku(const StockSku *s, int64 qty, TakenList *taken)
 	}
 
 	/* no bucket has enough, or all that do are locked: lock them all, in order */
-	Exec(OrderPlan(&lock_sku_plan,
-				   "SELECT bucket, on_hand - reserved FROM order_ext.stock_buckets"
-				   " WHERE sku = $1 ORDER BY bucket FOR UPDATE",
-				   1, types),
-		 values, NULL, SPI_OK_SELECT);
+#define LOCK_SKU "SELECT bucket, on_hand - reserved FROM order_ext.stock_buckets" \
+	" WHERE sku = $1 ORDER BY bucket FOR UPDATE"
+	if (stock_nowait)
+		Exec(OrderPlan(&lock_sku_nowait_plan, LOCK_SKU " NOWAIT", 1, types), values, NULL, SPI_OK_SELECT);
+	else
+		Exec(OrderPlan(&lock_sku_plan, LOCK_SKU, 1, types), values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return;					/* its stock rows went away meanwhile: not tracked now */
 	nbk = BucketRows(&bk, &avail);
@@ -530,6 +565,24 @@ InsertReservations(int64 order_id, const TakenList *taken)
 }
 
 /*
+ * HoldingsNoWait
+ *		With stock_nowait, lock a buyer's holdings row of a SKU without
+ *		waiting (values: buyer_id, sku) before the statement that writes it.
+ */
+static void
+HoldingsNoWait(Datum *values)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+
+	if (stock_nowait)
+		Exec(OrderPlan(&holdings_nowait_plan,
+					   "SELECT 1 FROM order_ext.buyer_holdings WHERE buyer_id = $1 AND sku = $2"
+					   " FOR UPDATE NOWAIT",
+					   2, types),
+			 values, NULL, SPI_OK_SELECT);
+}
+
+/*
  * HoldingsAdd
  *		Count qty more units of a limited SKU against a buyer; OE005 past
  *		the limit.  The holdings row lock serialises the buyer's orders.
@@ -546,6 +599,7 @@ HoldingsAdd(int64 buyer_id, const StockSku *s, int64 qty)
 	values[1] = CStringGetTextDatum(s->sku);
 	values[2] = Int64GetDatum(qty);
 	values[3] = Int32GetDatum(s->limit);
+	HoldingsNoWait(values);
 	if (qty <= s->limit)
 	{
 		Exec(OrderPlan(&holdings_add_plan,
@@ -571,9 +625,14 @@ HoldingsAdd(int64 buyer_id, const StockSku *s, int64 qty)
 					   "; this order asks for " INT64_FORMAT ".", buyer_id, s->limit, held, qty)));
 }
 
-/* The buyer of an order (a live one: the caller holds its lock). */
+/*
+ * OrderBuyer
+ *		The buyer of a live order (the caller holds its lock); -1 if the
+ *		order is not live and missing_ok (an archived order's units no
+ *		longer count against its buyer).
+ */
 static int64
-OrderBuyer(int64 order_id)
+OrderBuyer(int64 order_id, bool missing_ok)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT8OID};
@@ -583,6 +642,8 @@ OrderBuyer(int64 order_id)
 	values[0] = Int64GetDatum(order_id);
 	Exec(OrderPlan(&plan, "SELECT buyer_id FROM order_ext.orders WHERE order_id = $1", 1, types),
 		 values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1 && missing_ok)
+		return -1;
 	if (SPI_processed != 1)
 		elog(ERROR, "order " INT64_FORMAT " not found", order_id);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -593,14 +654,19 @@ HoldingsSub(int64 order_id, const char *sku, int64 qty)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
 	Datum		values[3];
+	int64		buyer;
 
-	values[0] = Int64GetDatum(order_id);
+	/* the buyer first: holdings and orders are distributed on other keys */
+	buyer = OrderBuyer(order_id, true);
+	if (buyer < 0)
+		return;
+	values[0] = Int64GetDatum(buyer);
 	values[1] = CStringGetTextDatum(sku);
 	values[2] = Int64GetDatum(qty);
+	HoldingsNoWait(values);
 	Exec(OrderPlan(&holdings_sub_plan,
-				   "UPDATE order_ext.buyer_holdings h SET qty = greatest(h.qty - $3, 0)"
-				   " FROM order_ext.orders o WHERE o.order_id = $1"
-				   " AND h.buyer_id = o.buyer_id AND h.sku = $2",
+				   "UPDATE order_ext.buyer_holdings SET qty = greatest(qty - $3, 0)"
+				   " WHERE buyer_id = $1 AND sku = $2",
 				   3, types),
 		 values, NULL, SPI_OK_UPDATE);
 }
@@ -722,7 +788,7 @@ StockReserveOrder(int64 order_id, bool count_again)
 		const StockSku *s = StockLookup(lines[i].sku);
 
 		if (s != NULL && s->limit > 0)
-			HoldingsAdd(OrderBuyer(order_id), s, lines[i].qty);
+			HoldingsAdd(OrderBuyer(order_id, false), s, lines[i].qty);
 	}
 }
 
@@ -808,13 +874,16 @@ LockBuckets(Datum sku, Datum bks)
 	Oid			types[2] = {TEXTOID, INT4ARRAYOID};
 	Datum		values[2];
 
+#define LOCK_BUCKETS "SELECT 1 FROM order_ext.stock_buckets WHERE sku = $1 AND bucket = ANY ($2)" \
+	" ORDER BY bucket FOR UPDATE"
+
 	values[0] = sku;
 	values[1] = bks;
-	Exec(OrderPlan(&lock_buckets_plan,
-				   "SELECT 1 FROM order_ext.stock_buckets WHERE sku = $1 AND bucket = ANY ($2)"
-				   " ORDER BY bucket FOR UPDATE",
-				   2, types),
-		 values, NULL, SPI_OK_SELECT);
+	if (stock_nowait)
+		Exec(OrderPlan(&lock_buckets_nowait_plan, LOCK_BUCKETS " NOWAIT", 2, types),
+			 values, NULL, SPI_OK_SELECT);
+	else
+		Exec(OrderPlan(&lock_buckets_plan, LOCK_BUCKETS, 2, types), values, NULL, SPI_OK_SELECT);
 	return SPI_processed;
 }
 

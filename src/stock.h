@@ -40,6 +40,7 @@ extern void StockReturnLines(int64 order_id, int nlines, const StockLine *lines,
 
 /* Lock the stock rows an order holds reservations in, in the common order. */
 extern uint64 StockLockOrder(int64 order_id);
+extern bool StockNoWait(bool on);
 
 /*
  * split_order: move qty units of sku's held reservation (and the buyer's

@@ -37,6 +37,7 @@
 #include "fire.h"
 #include "machine.h"
 #include "order_ext.h"
+#include "stock.h"
 #include "timers.h"
 
 static SPIPlanPtr schedule_plan = NULL;
@@ -270,8 +271,34 @@ ClaimTimer(const Timer *tm)
  */
 #define TIMER_RETRY_S 5
 
+/*
+ * FireTimerSubxact
+ *		The timer's subtransaction; after other timers of the call (holding)
+ *		it locks stock and holdings rows without waiting (StockNoWait), and
+ *		the setting goes back however it ends.
+ */
+static ErrorData *
+FireTimerSubxact(TimerArgs *ta, bool holding)
+{
+	ErrorData  *edata;
+
+	(void) StockNoWait(holding);
+	PG_TRY();
+	{
+		edata = OrderSubxact(FireTimerSubject, ta);
+	}
+	PG_CATCH();
+	{
+		(void) StockNoWait(false);	/* a cancel, rethrown */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	(void) StockNoWait(false);
+	return edata;
+}
+
 static bool
-FireTimer(Timer *tm, Jsonb *payload, bool holding, bool *lock_busy)
+FireTimer(Timer *tm, Jsonb *payload, bool holding, bool *lock_busy, int *nbusy)
 {
 	TimerArgs	ta = {tm, payload, false};
 	ErrorData  *edata;
@@ -284,7 +311,8 @@ FireTimer(Timer *tm, Jsonb *payload, bool holding, bool *lock_busy)
 		(void) set_config_option("lock_timeout", CppAsString2(TIMER_LOCK_TIMEOUT_MS), PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
-	edata = OrderSubxact(FireTimerSubject, &ta);
+	/* ... and none for stock and holdings rows */
+	edata = FireTimerSubxact(&ta, holding);
 	if (guc_level >= 0)
 		AtEOXact_GUC(true, guc_level);
 
@@ -306,7 +334,8 @@ FireTimer(Timer *tm, Jsonb *payload, bool holding, bool *lock_busy)
 									   6, timer_argtypes),
 							 values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not put back timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
-		ereport(WARNING,
+		/* rows held by others: the first in a call warns, the rest are counted */
+		ereport(*lock_busy && (*nbusy)++ > 0 ? DEBUG1 : WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("order_ext: timer %s of %s " INT64_FORMAT " (%s at version %d) put back for %d s: %s",
 						tm->event, tm->subject, tm->subject_id, tm->status, tm->version,
@@ -343,6 +372,7 @@ RunTimers(int32 max, uint64 *claimed, bool end_at_lock)
 	Jsonb	   *payload;
 	bool		holding = false;
 	bool		lock_busy = false;
+	int			nbusy = 0;
 
 	if (max < 0)
 		ereport(ERROR,
@@ -388,7 +418,7 @@ RunTimers(int32 max, uint64 *claimed, bool end_at_lock)
 		claim = ClaimTimer(&timers[i]);
 		if (claim != TIMER_BUSY)
 			(*claimed)++;
-		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload, holding, &lock_busy))
+		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload, holding, &lock_busy, &nbusy))
 			fired++;
 		holding = holding || claim != TIMER_BUSY;
 		/*
@@ -417,6 +447,11 @@ RunTimers(int32 max, uint64 *claimed, bool end_at_lock)
 							(unsigned long long) (i + 1), (unsigned long long) n, fired)));
 	}
 	SPI_finish();
+	if (nbusy > 1)
+		ereport(WARNING,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("order_ext: %d more timers put back for %d s: other transactions held their rows",
+						nbusy - 1, TIMER_RETRY_S)));
 	/* the caller's statement again, not a progress line that looks stuck */
 	if (n >= 500)
 		pgstat_report_activity(STATE_RUNNING,

@@ -13,9 +13,11 @@
 #    back to, and run_timers() runs with a short lock_timeout: the timer is
 #    put back, due again 5 s later, with a warning that says so.  Before,
 #    it was dropped, and the order stayed pending_payment for good.
-# 3. A runner waits for no lock for long (50 ms), so it cannot deadlock with
-#    buyers over the stock rows of the timers it fired earlier in the call
-#    (which gave the buyers 40P01).
+# 3. A runner that has fired a timer waits for no stock or holdings row
+#    (NOWAIT) and for no other lock for long (50 ms), so it cannot deadlock
+#    with buyers over the stock rows of the timers it fired earlier in the
+#    call (which gave the buyers 40P01: even a 50 ms wait could be the one
+#    a buyer's deadlock check found).
 use strict;
 use warnings;
 
@@ -142,8 +144,8 @@ $runner{h}->finish;
 unlike($buyer2->{err}, qr/deadlock detected/, 'the second buyer gets no deadlock error');
 like($buyer2->{out}, qr/pending_payment/, 'and its order is made');
 is($runner{out} =~ s/\s+\z//r, '2', 'the runner (the worker\'s call) handled X and Y only: it fired X and put Y back');
-like($runner{err}, qr/timer expire of order $y \(pending_payment at version 1\) put back for 5 s: canceling statement due to lock timeout/,
-	'and put back Y, whose stock row it would have had to wait for');
+like($runner{err}, qr/timer expire of order $y \(pending_payment at version 1\) put back for 5 s: could not obtain lock on row in relation "stock_buckets"/,
+	'and put back Y, whose stock row it would have had to wait for, without waiting for it');
 is($node->safe_psql('postgres', "SELECT string_agg(status, ',' ORDER BY tag) FROM dl JOIN order_ext.orders o ON o.order_id = dl.id"),
 	'cancelled,pending_payment,pending_payment', 'X expired; Y waits for its timer, due again later');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM order_ext.timers t JOIN dl ON dl.id = t.order_id
@@ -154,20 +156,59 @@ $node->safe_psql('postgres', q{
 CREATE TABLE dl2 AS SELECT 'P' AS tag, order_ext.new_order_id() AS id;
 INSERT INTO dl2 SELECT 'Q', order_ext.new_order_id();
 INSERT INTO dl2 SELECT 'R', order_ext.new_order_id();
+INSERT INTO dl2 SELECT 'Q2', order_ext.new_order_id();
+INSERT INTO dl2 SELECT 'Q3', order_ext.new_order_id();
 SELECT count(*) FROM dl2, LATERAL order_ext.create_order(dl2.id, 12,
-  jsonb_build_array(jsonb_build_object('sku', CASE tag WHEN 'Q' THEN 'DL-A' ELSE 'DL-Z' END,
+  jsonb_build_array(jsonb_build_object('sku', CASE WHEN tag LIKE 'Q%' THEN 'DL-A' ELSE 'DL-Z' END,
                                        'qty', 1, 'unit_price', 100))) o;
 UPDATE order_ext.timers t SET due_at = now() - CASE d.tag WHEN 'P' THEN interval '3 s' WHEN 'Q' THEN interval '2 s'
-                                                          ELSE interval '1 s' END
+                                                          WHEN 'R' THEN interval '1 s' ELSE interval '0.5 s' END
   FROM dl2 d WHERE t.order_id = d.id;
 });
 my $holder2 = open_session($node, "BEGIN; SELECT 1 FROM order_ext.stock_buckets WHERE sku = 'DL-A' FOR UPDATE;");
+my $t0 = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT order_ext.run_timers()});
-like($err, qr/put back for 5 s/, 'run_timers() puts back the timer whose stock row is held');
+my $q = $node->safe_psql('postgres', "SELECT id FROM dl2 WHERE tag = 'Q'");
+like($err, qr/timer expire of order $q \(pending_payment at version 1\) put back for 5 s/,
+	'run_timers() puts back the timer whose stock row is held, naming the first');
+my $put_back = $node->safe_psql('postgres', qq{SELECT count(*) FROM order_ext.timers
+	WHERE due_at >= '$t0'::timestamptz + interval '5 s'});
+cmp_ok($put_back, '>=', 3, 'the Qs (and any earlier order of DL-A due again) were put back');
+my ($more) = $err =~ /WARNING:  order_ext: (\d+) more timers put back for 5 s: other transactions held their rows\n?\z/;
+is($more, $put_back - 1, 'and the others are counted in one warning at the end');
+is(scalar(() = $err =~ /WARNING/g), 2, 'two warnings in all');
 is($node->safe_psql('postgres', q{SELECT string_agg(o.status, ',' ORDER BY tag) FROM dl2 JOIN order_ext.orders o ON o.order_id = dl2.id}),
-	'cancelled,pending_payment,cancelled', 'and goes on: P and R expired, Q waits for its timer');
+	'cancelled,pending_payment,pending_payment,pending_payment,cancelled', 'and goes on: P and R expired, the Qs wait for their timers');
 session_do($holder2, 'COMMIT;');
 $holder2->{h}->finish;
+
+# nor for a buyer's holdings row: order H (buyer 30, purchase-limited SKU
+# DL-L) is due after P2; buyer 30 is making another order of DL-L (its
+# holdings row locked); the runner fires P2, then puts back H at once
+$node->safe_psql('postgres', q{
+SELECT order_ext.set_purchase_limit('DL-L', 5);
+CREATE TABLE dl3 AS SELECT 'P2' AS tag, order_ext.new_order_id() AS id;
+INSERT INTO dl3 SELECT 'H', order_ext.new_order_id();
+SELECT count(*) FROM dl3, LATERAL order_ext.create_order(dl3.id, CASE tag WHEN 'H' THEN 30 ELSE 31 END,
+  jsonb_build_array(jsonb_build_object('sku', CASE tag WHEN 'H' THEN 'DL-L' ELSE 'DL-Z' END,
+                                       'qty', 1, 'unit_price', 100))) o;
+UPDATE order_ext.timers t SET due_at = now() - CASE d.tag WHEN 'P2' THEN interval '2 s' ELSE interval '1 s' END
+  FROM dl3 d WHERE t.order_id = d.id;
+});
+my $h = $node->safe_psql('postgres', "SELECT id FROM dl3 WHERE tag = 'H'");
+my $holder3 = open_session($node, q{BEGIN; SELECT status FROM order_ext.create_order(order_ext.new_order_id(), 30, '[{"sku":"DL-L","qty":1,"unit_price":100}]');});
+($rc, $out, $err) = $node->psql('postgres', q{SET lock_timeout = '5s'; SELECT order_ext.run_timers_claimed(100)});
+like($err, qr/timer expire of order $h \(pending_payment at version 1\) put back for 5 s: could not obtain lock on row in relation "buyer_holdings"/,
+	'a runner that has fired a timer does not wait for a buyer\'s holdings row either');
+is($node->safe_psql('postgres', q{SELECT string_agg(o.status, ',' ORDER BY tag) FROM dl3 JOIN order_ext.orders o ON o.order_id = dl3.id}),
+	'pending_payment,cancelled', 'P2 expired, H waits for its timer');
+session_do($holder3, 'COMMIT;');
+$holder3->{h}->finish;
+# (H alone due: the other timers, the new order's included, later)
+$node->safe_psql('postgres', "UPDATE order_ext.timers SET due_at = CASE WHEN order_id = $h THEN now() ELSE now() + interval '1 hour' END");
+is($node->safe_psql('postgres', 'SELECT order_ext.run_timers()'), '1', 'the next run fires H');
+is($node->safe_psql('postgres', q{SELECT qty FROM order_ext.buyer_holdings WHERE buyer_id = 30 AND sku = 'DL-L'}), '1',
+	'and buyer 30 holds only the units of the order it made meanwhile');
 
 # two more due timers: the second fires with the short lock wait, and the
 # session has its own lock_timeout back afterwards
