@@ -269,4 +269,34 @@ DELETE FROM order_ext.timers WHERE order_id BETWEEN 1 AND 10000;
 -- the first two orders still wait for their 30 minutes
 SELECT tag, pg_temp.state(tag) FROM o WHERE tag IN ('late', 'late_v') ORDER BY tag;
 
+--------------------------------------------------------------------------
+-- Due times are reckoned in UTC, whatever the TimeZone of the session that
+-- moved the order (six months from any day cross a daylight-saving change
+-- in New York or in Sydney, or in both, which then differ from UTC), and
+-- are never in the past ('-12 mons +360 days' passes the CHECK, a month
+-- counting as 30 days, but is 5 or 6 days back)
+--------------------------------------------------------------------------
+
+INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses)
+VALUES ('tz_wait', 'waiting', '{lapsed}');
+INSERT INTO order_ext.transitions (machine, from_status, event, to_status, actors, effects, requires) VALUES
+    ('tz_wait', 'waiting', 'lapse', 'lapsed', '{system}', '{}', NULL),
+    ('tz_wait', 'waiting', 'back', 'lapsed', '{system}', '{}', NULL);
+INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
+    ('tz_wait', 'waiting', '6 mons', 'lapse'),
+    ('tz_wait', 'waiting', '-12 mons +360 days', 'back');
+BEGIN;
+SET LOCAL TimeZone = 'America/New_York';
+SELECT pg_temp.mk('tz_ny', 'tz_wait') IS NOT NULL AS created;
+SET LOCAL TimeZone = 'Australia/Sydney';
+SELECT pg_temp.mk('tz_syd', 'tz_wait') IS NOT NULL AS created;
+SET LOCAL TimeZone = 'UTC';
+SELECT pg_temp.mk('tz_utc', 'tz_wait') IS NOT NULL AS created;
+SELECT t.event, count(DISTINCT t.due_at) AS due_times,
+       bool_and(t.due_at = CASE t.event WHEN 'lapse' THEN (now() AT TIME ZONE 'UTC' + interval '6 mons') AT TIME ZONE 'UTC'
+                                       ELSE now() END) AS as_reckoned_in_utc
+FROM order_ext.timers t JOIN o ON o.id = t.order_id
+WHERE o.tag IN ('tz_ny', 'tz_syd', 'tz_utc') GROUP BY t.event ORDER BY t.event;
+COMMIT;
+
 DROP EXTENSION order_ext CASCADE;
