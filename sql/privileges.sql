@@ -125,6 +125,11 @@ REVOKE USAGE ON SCHEMA order_ext FROM oe_regress_priv_none;
 
 SELECT pg_temp.err('SELECT order_ext.grant_app(NULL)') AS grant_app_null;
 SELECT pg_temp.err($$SELECT order_ext.grant_app('oe_regress_no_such_role')$$) AS grant_app_unknown_role;
+-- nor the empty name, nor PUBLIC (no role is named "public": the GRANTs
+-- would have gone to everyone)
+SELECT pg_temp.err($$SELECT order_ext.grant_app('')$$) AS grant_app_empty,
+       pg_temp.err($$SELECT order_ext.grant_admin('public')$$) AS grant_admin_public,
+       has_function_privilege('public', 'order_ext.set_stock(text,bigint,text,boolean,integer)', 'EXECUTE') AS public_may_set_stock;
 SELECT order_ext.grant_app('oe_regress_priv_app');
 SELECT order_ext.grant_app('oe_regress_priv_app') AS again;
 

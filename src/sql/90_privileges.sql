@@ -17,6 +17,14 @@ BEGIN
     IF role IS NULL THEN
         RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22023';
     END IF;
+    IF role = '' THEN
+        RAISE EXCEPTION 'role must not be empty' USING ERRCODE = '22023';
+    END IF;
+    -- a role by that name: "public" is none (%I leaves it bare, and GRANT
+    -- ... TO public would hand everyone the level)
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = role) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = '42704';
+    END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA order_ext TO %I', role);
     FOR g IN SELECT * FROM order_ext.role_grants r WHERE r.level = grant_level.level ORDER BY kind, name LOOP
         IF g.kind = 'function' THEN
