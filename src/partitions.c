@@ -412,6 +412,22 @@ CreateMonth(Oid nspid, TimestampTz month, const char *suffix)
 }
 
 /*
+ * IdRangeArg
+ *		22023 naming the argument if time t is outside the times order ids
+ *		encode (before month arithmetic, which past timestamptz's end fails
+ *		with a message that names nothing).
+ */
+static void
+IdRangeArg(const char *name, TimestampTz t)
+{
+	if (t < OE_ID_EPOCH || t > OE_ID_EPOCH + OE_ID_MAX_MS * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s %s is outside the id range", name, pstrdup(timestamptz_to_str(t))),
+				 errdetail("Order ids encode times from 2020-01-01 00:00:00 UTC to 2089-09-06 UTC.")));
+}
+
+/*
  * CreateMonths
  *		Create the months from the one containing 'from' to the one containing
  *		'to'; returns how many months were new.
@@ -436,9 +452,11 @@ CreateMonths(TimestampTz from, TimestampTz to, const char *suffix)
 				 errmsg("from_time must not be later than to_time"),
 				 errdetail("from_time is %s, to_time is %s.",
 						   pstrdup(timestamptz_to_str(from)), pstrdup(timestamptz_to_str(to)))));
+	IdRangeArg("from_time", from);
+	IdRangeArg("to_time", to);
 	month = MonthStart(from, 0);
 	last = MonthStart(to, 0);
-	/* validates both ends against the id range */
+	/* validates both ends' months against the id range */
 	(void) OrderIdMinForTime(month);
 	(void) OrderIdMinForTime(MonthStart(last, 1));
 	if (MonthStart(month, 240) <= last)
