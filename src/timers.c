@@ -47,6 +47,9 @@ static SPIPlanPtr order_exists_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr requeue_plan = NULL;
 
+/* timers fired by this process so far (the worker's run log counts them) */
+uint64		TimersFired = 0;
+
 PG_FUNCTION_INFO_V1(run_timers);
 PG_FUNCTION_INFO_V1(run_timers_claimed);
 
@@ -419,7 +422,10 @@ RunTimers(int32 max, uint64 *claimed, bool end_at_lock)
 		if (claim != TIMER_BUSY)
 			(*claimed)++;
 		if (claim == TIMER_CLAIMED && FireTimer(&timers[i], payload, holding, &lock_busy, &nbusy))
+		{
 			fired++;
+			TimersFired++;
+		}
 		holding = holding || claim != TIMER_BUSY;
 		/*
 		 * A lock a buyer holds: the worker's call (end_at_lock) ends here,

@@ -74,6 +74,7 @@
 
 #include "archive.h"
 #include "order_ext.h"
+#include "timers.h"
 #include "worker.h"
 
 #define WORKER_TYPE			"order_ext worker"
@@ -106,17 +107,20 @@ typedef struct WorkerJob
 	const char *sql;
 	bool		repeat;
 	int64		(*run) (bool *skipped);
+	const uint64 *counted;		/* if set, the job's result is how far this
+								 * counter moved (run_timers: the timers
+								 * fired), not the sum the SQL returned */
 } WorkerJob;
 
 static int64 ArchiveJob(bool *skipped);
 static void LauncherKeepIdsAhead(TimestampTz *retry);
 
 static const WorkerJob WorkerJobs[] = {
-	{"run_timers", "SELECT order_ext.run_timers_claimed(1000)", true, NULL},
-	{"maintain", "SELECT order_ext.maintain()", false, NULL},
-	{"archive", NULL, false, ArchiveJob},
-	{"prune_outbox", "SELECT order_ext.prune_outbox(10000)", true, NULL},
-	{"prune_requests", "SELECT order_ext.prune_requests()", false, NULL},
+	{"run_timers", "SELECT order_ext.run_timers_claimed(1000)", true, NULL, &TimersFired},
+	{"maintain", "SELECT order_ext.maintain()", false, NULL, NULL},
+	{"archive", NULL, false, ArchiveJob, NULL},
+	{"prune_outbox", "SELECT order_ext.prune_outbox(10000)", true, NULL, NULL},
+	{"prune_requests", "SELECT order_ext.prune_requests()", false, NULL, NULL},
 };
 
 /* What the launcher knows of each database's worker. */
@@ -558,6 +562,7 @@ RunSqlJob(const WorkerJob *job)
 {
 	int64		total = 0;
 	int			i;
+	uint64		counted_before = job->counted ? *job->counted : 0;
 
 	for (i = 0; i < JOB_REPEATS; i++)
 	{
@@ -576,7 +581,7 @@ RunSqlJob(const WorkerJob *job)
 		if (!job->repeat || value <= 0)
 			break;
 	}
-	return total;
+	return job->counted ? (int64) (*job->counted - counted_before) : total;
 }
 
 /*

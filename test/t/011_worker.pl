@@ -65,6 +65,26 @@ ok(wait_for($node, 'wdb', q{SELECT status = 'cancelled' FROM order_ext.orders WH
 ok(wait_for($node, 'wdb', q{SELECT EXISTS (SELECT 1 FROM order_ext.orders_history WHERE order_id = order_ext.min_order_id('2024-01-10'))}, 30),
 	'the worker archived the finished order of January 2024');
 
+# worker_runs counts the timers fired, not those handled: one due timer
+# fires, a stale one (its order no longer at that version) is dropped
+my $marker = $node->safe_psql('wdb', 'SELECT max(id) FROM order_ext.worker_runs');
+$node->safe_psql('wdb', q{
+CREATE TABLE tc AS SELECT g AS n, order_ext.new_order_id() AS id FROM generate_series(1, 2) g;
+SELECT count(*) FROM tc, LATERAL order_ext.create_order(tc.id, 3, '[{"sku":"W","qty":1,"unit_price":5}]') o;
+UPDATE order_ext.timers SET due_at = now() - interval '1 second',
+                            version = CASE WHEN order_id = (SELECT id FROM tc WHERE n = 2) THEN 7 ELSE version END
+WHERE order_id IN (SELECT id FROM tc);
+});
+ok(wait_for($node, 'wdb', q{SELECT NOT EXISTS (SELECT 1 FROM order_ext.timers WHERE order_id IN (SELECT id FROM tc))}, 30),
+	'the worker handled both timers');
+my $after = $node->safe_psql('wdb', 'SELECT max(id) FROM order_ext.worker_runs');
+ok(wait_for($node, 'wdb', "SELECT EXISTS (SELECT 1 FROM order_ext.worker_runs WHERE id > $after AND finished_at IS NOT NULL)", 30),
+	'and a later run finished');
+is($node->safe_psql('wdb', "SELECT sum((results->>'run_timers')::int) FROM order_ext.worker_runs WHERE id > $marker"), '1',
+	'the runs since count one timer fired (the stale one was dropped, not fired)');
+is($node->safe_psql('wdb', q{SELECT string_agg(status, ',' ORDER BY n) FROM tc JOIN order_ext.orders o ON o.order_id = tc.id}),
+	'cancelled,pending_payment', 'as the orders show');
+
 # a database owner's defaults do not reach the worker's SQL: the owner (no
 # superuser) sets the database's search_path to a schema of its own with an
 # = operator on bigint that records who runs it; the worker, connected
