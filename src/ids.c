@@ -214,6 +214,21 @@ NowMs(void)
 }
 
 /*
+ * NextHorizon
+ *		Where to move the horizon when ids reach ms: OE_ID_HORIZON_STEP_MS
+ *		past the clock, and past ms.  Not OE_ID_HORIZON_STEP_MS past ms:
+ *		after a restart the ids resume at the old horizon, up to that step
+ *		ahead of the clock, and a step past them would have the next start
+ *		resume further ahead still, a server restarting again and again
+ *		pushing its ids ever further ahead of the clock (4 s a start).
+ */
+static uint64
+NextHorizon(uint64 ms)
+{
+	return Max(ms + 1, NowMs() + OE_ID_HORIZON_STEP_MS);
+}
+
+/*
  * ExtendHorizon
  *		Make sure ms is below the durable horizon before an id of it is used.
  */
@@ -222,7 +237,7 @@ ExtendHorizon(uint64 ms)
 {
 	LWLockAcquire(id_state->lock, LW_EXCLUSIVE);
 	if (ms >= pg_atomic_read_u64(&id_state->horizon))
-		MoveHorizon(ms + OE_ID_HORIZON_STEP_MS);
+		MoveHorizon(NextHorizon(ms));
 	LWLockRelease(id_state->lock);
 }
 
@@ -244,8 +259,8 @@ MoveHorizon(uint64 horizon)
  * OrderIdsKeepAhead
  *		Called by the launcher about every OE_ID_KEEP_AHEAD_INTERVAL_MS: while
  *		ids are being issued (the last one is within OE_ID_HORIZON_AHEAD_MS
- *		of the horizon), move the horizon OE_ID_HORIZON_STEP_MS past the
- *		later of now and the last id, so that no backend has to.  Ids not
+ *		of the horizon), move the horizon on (NextHorizon), so that no
+ *		backend has to.  Ids not
  *		being issued, it writes nothing; nor before the first id since
  *		start-up (which resumes at the horizon: moving it then would push
  *		the ids of a server that restarts again and again ever further
@@ -268,7 +283,7 @@ OrderIdsKeepAhead(void)
 		return;
 	if (!LWLockConditionalAcquire(id_state->lock, LW_EXCLUSIVE))
 		return;
-	MoveHorizon(Max(NowMs(), last_ms) + OE_ID_HORIZON_STEP_MS);
+	MoveHorizon(NextHorizon(last_ms));
 	LWLockRelease(id_state->lock);
 }
 
