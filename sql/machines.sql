@@ -328,6 +328,19 @@ SELECT pg_temp.err($$INSERT INTO order_ext.machines VALUES ('t_none', 'a', '{}',
 SELECT pg_temp.err($$INSERT INTO order_ext.timeouts VALUES ('t_ok', 'a', '2000000 years', 'go')$$) AS timeout_huge;
 SELECT pg_temp.err($$INSERT INTO order_ext.timeouts VALUES ('t_ok', 'a', '100 years', 'go')$$) AS timeout_100_years;
 
+-- a name longer than any name can be (63 bytes) gets the error of an unknown
+-- name, cut to 60 bytes and "..." in the message (not a megabyte of it in
+-- the message and the log)
+SELECT pg_temp.new_order('physical') AS long_id \gset
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, repeat('e', 1000000))$$, :long_id)) AS long_event,
+       pg_temp.err(format($$SELECT order_ext.fire(%s, 'cancel', actor => repeat('a', 64))$$, :long_id)) AS long_actor;
+SELECT pg_temp.err($$SELECT order_ext.create_order(order_ext.new_order_id(), 1, '[{"sku":"L","qty":1,"unit_price":1}]',
+                                                   machine => repeat('m', 1000000))$$) AS long_machine;
+SELECT pg_temp.err($$SELECT order_ext.set_stock('L', 1, repeat('p', 1000000))$$) AS long_policy,
+       pg_temp.err($$SELECT order_ext.validate_machine(repeat('v', 1000000))$$) AS long_validate;
+SELECT pg_temp.err(format($$SELECT order_ext.fire(%s, repeat('é', 40))$$, :long_id)) AS long_multibyte_event;
+SELECT status FROM order_ext.orders WHERE order_id = :long_id;
+
 -- NULL arguments: 22023, naming the argument
 SELECT pg_temp.err($$SELECT order_ext.status_label(NULL, 'paid', 'buyer')$$) AS label_null_machine,
        pg_temp.err($$SELECT order_ext.status_label('physical', NULL, 'buyer')$$) AS label_null_status,

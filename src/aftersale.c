@@ -449,7 +449,7 @@ open_after_sale(PG_FUNCTION_ARGS)
 				 errmsg("%s must not be NULL",
 						PG_ARGISNULL(0) ? "order_id" : PG_ARGISNULL(1) ? "kind" : "lines")));
 	order_id = PG_GETARG_INT64(0);
-	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	kind = NameTextArg(fcinfo, 1);
 	if (strcmp(kind, "refund_only") != 0 && strcmp(kind, "return_refund") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -553,8 +553,8 @@ fire_after_sale(PG_FUNCTION_ARGS)
 				 errmsg("%s must not be NULL",
 						PG_ARGISNULL(0) ? "id" : PG_ARGISNULL(1) ? "event" : "actor")));
 	id = PG_GETARG_INT64(0);
-	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	event = NameTextArg(fcinfo, 1);
+	actor = NameTextArg(fcinfo, 3);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

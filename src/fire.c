@@ -479,8 +479,8 @@ fire(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(3))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("actor must not be NULL")));
 	order_id = PG_GETARG_INT64(0);
-	event = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	actor = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	event = NameTextArg(fcinfo, 1);
+	actor = NameTextArg(fcinfo, 3);
 	if (PG_ARGISNULL(4))
 		payload = DatumGetJsonbP(EmptyJsonb());
 	else

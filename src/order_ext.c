@@ -14,6 +14,7 @@
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -272,6 +273,27 @@ IntervalCmpMonths(const Interval *iv, int32 months)
 
 	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
 											 IntervalPGetDatum(&other)));
+}
+
+/*
+ * NameTextArg
+ *		A name argument (event, actor, machine, kind, policy...) as a C
+ *		string; one longer than any name can be (63 bytes) is cut to 60
+ *		bytes followed by "...", which matches no name (names are
+ *		[a-z0-9_]), so that a megabyte of text is refused with the error
+ *		any unknown name gets, without a megabyte in the message and the
+ *		log.
+ */
+char *
+NameTextArg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	int			len = strlen(s);
+
+	if (len <= NAMEDATALEN - 1)
+		return s;
+	s[pg_mbcliplen(s, len, 60)] = '\0';
+	return psprintf("%s...", s);
 }
 
 /*

@@ -86,5 +86,6 @@ extern SPIPlanPtr TwinPlan(SPIPlanPtr cache[2], bool archived, const char *sql, 
 typedef void (*OrderSubxactFn) (void *arg);
 extern ErrorData *OrderSubxact(OrderSubxactFn fn, void *arg);
 extern int	IntervalCmpMonths(const Interval *iv, int32 months);
+extern char *NameTextArg(FunctionCallInfo fcinfo, int argno);
 
 #endif							/* ORDER_EXT_H */

@@ -450,7 +450,7 @@ ParseRequest(FunctionCallInfo fcinfo, CreateRequest *req)
 	OrderIdClaim(req->order_id);
 	req->buyer_id = PG_GETARG_INT64(1);
 
-	machine = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	machine = NameTextArg(fcinfo, 3);
 	req->machine = MachineLookup(machine);
 	if (req->machine == NULL)
 		ereport(ERROR,
@@ -473,7 +473,7 @@ ParseRequest(FunctionCallInfo fcinfo, CreateRequest *req)
 	req->attrs = PG_GETARG_JSONB_P(6);
 	(void) JsonArgObject(req->attrs, "attrs");
 
-	req->currency = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	req->currency = NameTextArg(fcinfo, 7);
 	if (strlen(req->currency) != 3 ||
 		!isupper((unsigned char) req->currency[0]) ||
 		!isupper((unsigned char) req->currency[1]) ||

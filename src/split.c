@@ -452,7 +452,7 @@ split_order(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be NULL", PG_ARGISNULL(0) ? "order_id" : "by")));
 	order_id = PG_GETARG_INT64(0);
-	by = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	by = NameTextArg(fcinfo, 1);
 	if (strcmp(by, "merchant") != 0 && strcmp(by, "warehouse") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

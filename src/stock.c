@@ -1145,7 +1145,7 @@ set_stock(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must not be NULL", i == 2 ? "policy" : i == 3 ? "hot" : "buckets"),
 					 errhint("Leave it out for its default.")));
-	policy = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	policy = NameTextArg(fcinfo, 2);
 	if (strcmp(policy, "on_create") != 0 && strcmp(policy, "on_pay") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

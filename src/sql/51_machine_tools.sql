@@ -22,7 +22,7 @@ BEGIN
             USING ERRCODE = '22023', DETAIL = format('Got %L.', role);
     END IF;
     IF NOT EXISTS (SELECT 1 FROM order_ext.machines m WHERE m.machine = status_label.machine) THEN
-        RAISE EXCEPTION 'machine "%" does not exist', machine USING ERRCODE = '22023';
+        RAISE EXCEPTION 'machine "%" does not exist', CASE WHEN length(machine) > 63 THEN left(machine, 60) || '...' ELSE machine END USING ERRCODE = '22023';
     END IF;
     SELECT l.label INTO result FROM order_ext.status_labels l
      WHERE l.machine = status_label.machine AND l.status = status_label.status
@@ -83,7 +83,7 @@ BEGIN
     END IF;
     SELECT * INTO m FROM order_ext.machines WHERE machine = name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
+        RAISE EXCEPTION 'machine "%" does not exist', CASE WHEN length(name) > 63 THEN left(name, 60) || '...' ELSE name END USING ERRCODE = '22023';
     END IF;
     RETURN QUERY
     WITH RECURSIVE t AS (
@@ -192,7 +192,7 @@ BEGIN
     END IF;
     SELECT * INTO m FROM order_ext.machines WHERE machine = name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'machine "%" does not exist', name USING ERRCODE = '22023';
+        RAISE EXCEPTION 'machine "%" does not exist', CASE WHEN length(name) > 63 THEN left(name, 60) || '...' ELSE name END USING ERRCODE = '22023';
     END IF;
     WITH e(raw, esc) AS (
         -- every name the drawing uses, escaped for a DOT quoted string
