@@ -216,16 +216,22 @@ NowMs(void)
 /*
  * NextHorizon
  *		Where to move the horizon when ids reach ms: OE_ID_HORIZON_STEP_MS
- *		past the clock, and past ms.  Not OE_ID_HORIZON_STEP_MS past ms:
- *		after a restart the ids resume at the old horizon, up to that step
- *		ahead of the clock, and a step past them would have the next start
- *		resume further ahead still, a server restarting again and again
- *		pushing its ids ever further ahead of the clock (4 s a start).
+ *		past the clock, or OE_ID_HORIZON_NEAR_MS past ms if that is further.
+ *		Not OE_ID_HORIZON_STEP_MS past ms: after a restart the ids resume at
+ *		the old horizon, up to that step ahead of the clock, and a step past
+ *		them would have the next start resume further ahead still, a server
+ *		restarting again and again pushing its ids ever further ahead of the
+ *		clock (4 s a start).  The near step is shorter than any restart
+ *		takes, so restarts cannot add it up; and while ids run ahead of the
+ *		clock (after a start, a caller's id ahead of it, a clock stepped
+ *		back) it still covers about a million ids per write.
  */
+#define OE_ID_HORIZON_NEAR_MS	64
+
 static uint64
 NextHorizon(uint64 ms)
 {
-	return Max(ms + 1, NowMs() + OE_ID_HORIZON_STEP_MS);
+	return Max(ms + OE_ID_HORIZON_NEAR_MS, NowMs() + OE_ID_HORIZON_STEP_MS);
 }
 
 /*
