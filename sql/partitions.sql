@@ -127,6 +127,7 @@ SELECT pg_temp.err($$SELECT order_ext.create_partitions('2019-12-31 00:00:00+00'
 SELECT pg_temp.err($$SELECT order_ext.create_partitions('2030-01-01 00:00:00+00', '2060-01-01 00:00:00+00')$$);
 SELECT pg_temp.err($$SELECT order_ext.create_partitions('2030-01-01 00:00:00+00', '2095-01-01 00:00:00+00')$$);
 SELECT pg_temp.err($$SELECT order_ext.create_partitions('2024-03-01', '294276-12-31')$$);
+SELECT pg_temp.err($$SELECT order_ext.create_partitions('2089-09-01', '2089-09-02')$$);
 SELECT count(*) = :partitions_before_errors AS nothing_made FROM pg_temp.parts;
 
 --------------------------------------------------------------------------

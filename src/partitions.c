@@ -456,6 +456,12 @@ CreateMonths(TimestampTz from, TimestampTz to, const char *suffix)
 	IdRangeArg("to_time", to);
 	month = MonthStart(from, 0);
 	last = MonthStart(to, 0);
+	if (MonthStart(last, 1) > OE_ID_EPOCH + OE_ID_MAX_MS * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("to_time %s is in a month that ends past the id range",
+						pstrdup(timestamptz_to_str(to))),
+				 errdetail("Order ids encode times to 2089-09-06 UTC, and a partition covers a whole month.")));
 	/* validates both ends' months against the id range */
 	(void) OrderIdMinForTime(month);
 	(void) OrderIdMinForTime(MonthStart(last, 1));
