@@ -112,6 +112,7 @@ static SPIPlanPtr lock_buckets_nowait_plan = NULL;
 static SPIPlanPtr holdings_nowait_plan = NULL;
 static SPIPlanPtr bucket0_nowait_plan = NULL;
 static SPIPlanPtr lock_sku_nowait_plan = NULL;
+static SPIPlanPtr restock_nowait_plan = NULL;
 
 /*
  * stock_nowait
@@ -993,6 +994,13 @@ ReturnBuckets(int64 order_id, const char *sku, int64 qty, bool restock)
 
 		rv[0] = CStringGetTextDatum(sku);
 		rv[1] = Int64GetDatum(left);
+		if (stock_nowait)
+			Exec(OrderPlan(&restock_nowait_plan,
+						   "SELECT 1 FROM order_ext.stock_buckets WHERE sku = $1 AND bucket ="
+						   " (SELECT min(bucket) FROM order_ext.stock_buckets WHERE sku = $1)"
+						   " FOR UPDATE NOWAIT",
+						   1, rtypes),
+				 rv, NULL, SPI_OK_SELECT);
 		Exec(OrderPlan(&restock_plan,
 					   "UPDATE order_ext.stock_buckets SET on_hand = on_hand + $2"
 					   " WHERE sku = $1 AND bucket = (SELECT min(bucket) FROM order_ext.stock_buckets"
