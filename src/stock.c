@@ -187,9 +187,17 @@ StockCacheLoad(void)
 	sku_hash = hash_create("order_ext stock skus", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	ntracked = nlimited = 0;
 
-	/* a schema still at 0.1 (before ALTER EXTENSION UPDATE) has no stock */
+	/*
+	 * A schema still at 0.1 (before ALTER EXTENSION UPDATE) has no stock:
+	 * nothing to cache, and nothing kept either, since no invalidation of
+	 * tables not yet made would ever reach this cache (a session open
+	 * across the update went on with no stock for good).
+	 */
 	if (!OidIsValid(stock_relids[0]) || !OidIsValid(stock_relids[1]))
+	{
+		stock_valid = false;
 		return;
+	}
 
 	plan = SPI_prepare("SELECT coalesce(s.sku, l.sku), s.sku IS NOT NULL, s.policy = 'on_pay',"
 					   " coalesce(s.buckets, 1), coalesce(l.per_buyer, 0)"
