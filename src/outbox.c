@@ -243,14 +243,20 @@ ack_events(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not record acks");
 	acked = (int) SPI_processed;
 
-	/* move the horizon up to the oldest event still unacknowledged */
+	/*
+	 * Move the horizon up to the oldest event still unacknowledged: walked
+	 * up from the horizon in txid order (outbox_txid_idx) to the first one,
+	 * not min() over every event above it, which read the whole backlog
+	 * on every ack (a consumer catching up took time quadratic in it).
+	 */
 	if (SPI_execute_plan(OrderPlan(&advance_plan,
 								   "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x),"
 								   " h AS (SELECT greatest($2, least(s.x,"
-								   "   (SELECT min(o.txid) FROM order_ext.outbox o"
+								   "   (SELECT o.txid FROM order_ext.outbox o"
 								   "     WHERE o.txid >= $2 AND o.txid < s.x"
 								   "     AND NOT EXISTS (SELECT 1 FROM order_ext.outbox_acks a"
-								   "      WHERE a.consumer = $1 AND a.order_id = o.order_id AND a.id = o.id)))) AS h"
+								   "      WHERE a.consumer = $1 AND a.order_id = o.order_id AND a.id = o.id)"
+								   "     ORDER BY o.txid LIMIT 1))) AS h"
 								   "  FROM s),"
 								   " u AS (UPDATE order_ext.consumers c SET horizon = h.h, last_ack_at = now()"
 								   "  FROM h WHERE c.consumer = $1 RETURNING c.horizon),"
@@ -285,11 +291,16 @@ prune_outbox(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = Int64GetDatum(max);
-	if (SPI_execute_with_args("DELETE FROM order_ext.outbox o USING ("
-							  " SELECT x.order_id, x.id FROM order_ext.outbox x"
-							  " WHERE x.txid < (SELECT min(c.horizon) FROM order_ext.consumers c)"
-							  " LIMIT $1) v"
-							  " WHERE o.order_id = v.order_id AND o.id = v.id",
+	/*
+	 * The keys first, then the rows by primary key: a join of the keys
+	 * back to the outbox read all of it (a hash join) whatever max was.
+	 */
+	if (SPI_execute_with_args("WITH v AS (SELECT x.order_id, x.id FROM order_ext.outbox x"
+							  "  WHERE x.txid < (SELECT min(c.horizon) FROM order_ext.consumers c)"
+							  "  LIMIT $1),"
+							  " k AS (SELECT array_agg(order_id) AS o, array_agg(id) AS i FROM v)"
+							  " DELETE FROM order_ext.outbox o USING k, unnest(k.o, k.i) AS u(order_id, id)"
+							  " WHERE o.order_id = u.order_id AND o.id = u.id",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not prune the outbox");
 	deleted = (int64) SPI_processed;
