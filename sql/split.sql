@@ -147,9 +147,12 @@ SELECT status FROM order_ext.record_payment(pg_temp.id('w'), 'PART', 2000);
 SELECT count(*) AS children FROM order_ext.split_order(pg_temp.id('w'), 'warehouse');
 SELECT * FROM pg_temp.kids('w');
 SELECT pg_temp.sums('w');
+-- (the parent's own timer went with its split: its deadline was its
+-- creation plus the 30 minutes)
 SELECT count(*) AS children_timers,
-       count(*) FILTER (WHERE t.due_at = (SELECT p.due_at FROM order_ext.timers p
-                                         WHERE p.order_id = pg_temp.id('w') AND p.event = 'expire')) AS same_deadline
+       count(*) FILTER (WHERE t.due_at = (SELECT p.created_at + interval '30 minutes' FROM order_ext.orders p
+                                         WHERE p.order_id = pg_temp.id('w'))) AS same_deadline,
+       (SELECT count(*) FROM order_ext.timers p WHERE p.order_id = pg_temp.id('w')) AS parent_timers
 FROM order_ext.timers t JOIN order_ext.orders c ON c.order_id = t.order_id
 WHERE c.parent_id = pg_temp.id('w') AND t.event = 'expire' AND t.version = 1 AND t.status = 'pending_payment';
 -- a child is paid by paying what it still owes

@@ -73,7 +73,7 @@ SELECT (SELECT t.due_at - r.created_at FROM order_ext.timers t WHERE t.order_id 
 FROM order_ext.orders r WHERE r.order_id = pg_temp.id('late');
 
 -- shipped: confirm_receipt in 10 days; received: complete in 7 days;
--- paid has no timeout, and a status left keeps its (now stale) timer
+-- paid has no timeout, and a status left takes its timers with it
 BEGIN;
 SELECT pg_temp.mk('late_ship') IS NOT NULL AS created;
 SELECT status FROM order_ext.fire(pg_temp.id('late_ship'), 'pay');
@@ -100,7 +100,7 @@ SELECT pg_temp.err('SELECT order_ext.run_timers(-2147483648)') AS most_negative;
 UPDATE order_ext.timeouts SET after = '0';
 
 -- expire: pending_payment -> cancelled by the system; an order paid in
--- time is not expired (its timer is stale and dropped, and not counted)
+-- time is not expired (its timer went when it was paid)
 SELECT pg_temp.mk('expire') IS NOT NULL AS created;
 SELECT pg_temp.mk('paid_in_time') IS NOT NULL AS created;
 SELECT status, version FROM order_ext.fire(pg_temp.id('paid_in_time'), 'pay');
@@ -183,7 +183,7 @@ SELECT tag, pg_temp.state(tag) FROM o WHERE tag IN ('paid_2h', 'paid_none') ORDE
 
 --------------------------------------------------------------------------
 -- A user-defined machine: an order that leaves a status and comes back
--- gets a new timer; the old one is stale.  Guards apply to timers.
+-- gets a new timer; the old one went when it left.  Guards apply to timers.
 --------------------------------------------------------------------------
 
 INSERT INTO order_ext.machines (machine, initial_status, terminal_statuses)
@@ -200,17 +200,27 @@ INSERT INTO order_ext.timeouts (machine, status, after, event) VALUES
     ('loop', 'held',    '0', 'nudge'),
     ('loop', 'held',    '0', 'giveup');
 
--- waiting (v1) -> held (v2) -> waiting (v3): the v1 timer is stale, the v3
--- one fires, once
+-- waiting (v1) -> held (v2) -> waiting (v3): the v1 timer went at v2, the
+-- held ones at v3; the v3 one fires, once
 SELECT pg_temp.mk('loop', 'loop') IS NOT NULL AS created;
 SELECT status, version FROM order_ext.fire(pg_temp.id('loop'), 'hold', 1, 'buyer');
 SELECT status, version FROM order_ext.fire(pg_temp.id('loop'), 'resume', 2, 'buyer');
 SELECT status, version, event FROM pg_temp.timers('loop');
--- (the held timers are stale too: the order has left held)
 SELECT order_ext.run_timers() AS fired;
 SELECT pg_temp.state('loop');
 SELECT version, event, from_status, to_status, actor
 FROM order_ext.timeline(pg_temp.id('loop')) WHERE version > 1;
+
+-- a stale timer left by an earlier version (timers of a status left used to
+-- stay until due): dropped when due, not fired, not counted
+SELECT pg_temp.mk('stale', 'loop') IS NOT NULL AS created;
+SELECT status, version FROM order_ext.fire(pg_temp.id('stale'), 'hold', 1, 'buyer');
+SELECT status, version FROM order_ext.fire(pg_temp.id('stale'), 'resume', 2, 'buyer');
+DELETE FROM order_ext.timers WHERE order_id = pg_temp.id('stale');
+INSERT INTO order_ext.timers (order_id, subject, subject_id, status, version, event, due_at)
+VALUES (pg_temp.id('stale'), 'order', pg_temp.id('stale'), 'waiting', 1, 'timeout', now());
+SELECT order_ext.run_timers() AS fired;
+SELECT pg_temp.state('stale');
 
 -- a timer whose transition is refused (requires not met; actor system not
 -- allowed) does not fire and leaves the order as it was

@@ -275,8 +275,11 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 	amount = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
 	if (moved)
+	{
+		TimersLeave("after_sale", as->order_id, as->id);
 		TimersSchedule("after_sale", as->order_id, as->id, AFTER_SALE_MACHINE, to_status,
 					   new_version);
+	}
 	AfterSaleNotice(as->order_id, as->id, as->kind, event, as->status, to_status, new_version,
 					actor, amount);
 	strlcpy(as->status, to_status, OE_NAME_LEN);

@@ -446,8 +446,11 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 	}
 
 	if (moved)
+	{
+		TimersLeave("order", st->order_id, st->order_id);
 		TimersSchedule("order", st->order_id, st->order_id, st->machine, t->to_status,
 					   new_version);
+	}
 
 	strlcpy(st->status, t->to_status, OE_NAME_LEN);
 	st->version = new_version;

@@ -41,6 +41,7 @@
 #include "timers.h"
 
 static SPIPlanPtr schedule_plan = NULL;
+static SPIPlanPtr leave_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 static SPIPlanPtr order_lock_plan = NULL;
 static SPIPlanPtr order_exists_plan = NULL;
@@ -113,6 +114,31 @@ TimersSchedule(const char *subject, int64 order_id, int64 subject_id, const char
 	TimersArrays(machine, status, &values[5], &values[6]);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not schedule timers");
+}
+
+/*
+ * TimersLeave
+ *		A subject leaves its status: its pending timers (all of that status)
+ *		go now, under the caller's lock of its order, rather than wait as
+ *		stale rows until they come due (a shipped order's 10-day timer
+ *		stayed 10 days after the buyer confirmed receipt, and every runner
+ *		then had to claim and drop it).  The caller is connected to SPI.
+ */
+void
+TimersLeave(const char *subject, int64 order_id, int64 subject_id)
+{
+	Oid			argtypes[3] = {INT8OID, TEXTOID, INT8OID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(order_id);
+	values[1] = CStringGetTextDatum(subject);
+	values[2] = Int64GetDatum(subject_id);
+	if (SPI_execute_plan(OrderPlan(&leave_plan,
+								   "DELETE FROM order_ext.timers"
+								   " WHERE order_id = $1 AND subject = $2 AND subject_id = $3",
+								   3, argtypes),
+						 values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not drop the timers of %s " INT64_FORMAT, subject, subject_id);
 }
 
 /* A claimed timer. */
