@@ -184,6 +184,17 @@ SELECT pg_temp.mk('refunded') IS NOT NULL AS created;
 SELECT status FROM order_ext.record_payment(pg_temp.id('refunded'), 'R', 5641);
 SELECT status FROM order_ext.refund(pg_temp.id('refunded'), 'R1', amount => 1);
 SELECT pg_temp.err(format($$SELECT order_ext.split_order(%s)$$, pg_temp.id('refunded'))) AS with_refunds;
+-- refunds of free units (amount 0) count too: split, the child got those
+-- units back unreserved and uncounted, to be shipped and refunded again
+SELECT order_ext.new_order_id() AS gift_id \gset
+INSERT INTO pg_temp.o VALUES ('gift', :gift_id);
+SELECT status FROM order_ext.create_order(:gift_id, 43,
+    '[{"sku":"GA","qty":1,"unit_price":700,"merchant_id":1},
+      {"sku":"GB","qty":2,"unit_price":0,"merchant_id":2}]');
+SELECT status FROM order_ext.record_payment(:gift_id, 'G1', 700);
+SELECT status, refunded_total FROM order_ext.refund(:gift_id, 'GR1', '[{"line_no":2,"qty":2}]');
+SELECT pg_temp.err(format($$SELECT order_ext.split_order(%s, 'merchant')$$, :gift_id)) AS with_free_refunds,
+       (SELECT count(*) FROM order_ext.orders WHERE parent_id = :gift_id) AS children;
 SELECT pg_temp.err(format($$SELECT order_ext.split_order(%s, 'sku')$$, pg_temp.id('refunded'))) AS bad_by,
        pg_temp.err(format($$SELECT order_ext.split_order(%s)$$, order_ext.new_order_id())) AS no_order,
        pg_temp.err($$SELECT order_ext.split_order(NULL)$$) AS null_order;

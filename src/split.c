@@ -44,6 +44,8 @@
 #include "order_ext.h"
 #include "stock.h"
 
+static SPIPlanPtr units_refunded_plan = NULL;
+
 /* One line of the parent. */
 typedef struct SplitLine
 {
@@ -420,6 +422,27 @@ InsertChild(OrderState *parent, SplitChild *c, SplitLine *ls, int nls, int ci,
 }
 
 /*
+ * UnitsRefunded
+ *		Whether any unit of the order was refunded: free units (net price 0)
+ *		are refunded with amount 0, which refunded_total does not show.
+ */
+static bool
+UnitsRefunded(int64 order_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(order_id);
+	if (SPI_execute_plan(OrderPlan(&units_refunded_plan,
+								   "SELECT 1 FROM order_ext.order_items WHERE order_id = $1 AND refunded_qty > 0"
+								   " LIMIT 1",
+								   1, types),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the lines of order " INT64_FORMAT, order_id);
+	return SPI_processed > 0;
+}
+
+/*
  * split_order(order_id, by) -> SETOF bigint
  */
 Datum
@@ -466,7 +489,7 @@ split_order(PG_FUNCTION_ARGS)
 	OrderLockLive(order_id, &st, "it cannot be split");
 	(void) TransitionCheck("order", order_id, st.machine, st.status, OE_EVENT_SPLIT, OE_ACTOR_INTERNAL,
 						   st.attrs);
-	if (st.refunded_total > 0)
+	if (st.refunded_total > 0 || UnitsRefunded(order_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_OE_TRANSITION),
 				 errmsg("order " INT64_FORMAT " has refunds and cannot be split", order_id)));
