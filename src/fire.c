@@ -447,7 +447,8 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 
 	if (moved)
 	{
-		TimersLeave("order", st->order_id, st->order_id);
+		if (TimeoutsLookup(st->machine, st->status) != NULL)	/* else it has none */
+			TimersLeave("order", st->order_id, st->order_id);
 		TimersSchedule("order", st->order_id, st->order_id, st->machine, t->to_status,
 					   new_version);
 	}
