@@ -280,8 +280,10 @@ Datum
 prune_outbox(PG_FUNCTION_ARGS)
 {
 	int64		max = PG_ARGISNULL(0) ? 100000 : PG_GETARG_INT64(0);
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT8OID, XID8OID};
+	Datum		values[2];
+	Datum		horizon;
+	bool		isnull;
 	int64		deleted;
 
 	if (max <= 0)
@@ -292,16 +294,26 @@ prune_outbox(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = Int64GetDatum(max);
 	/*
-	 * The keys first, then the rows by primary key: a join of the keys
-	 * back to the outbox read all of it (a hash join) whatever max was.
+	 * The lowest horizon first, as a value, so that the planner sees how
+	 * few events lie below it (a lagging consumer) and walks the txid
+	 * index up to it; then the keys, then the rows by primary key (a join
+	 * of the keys back to the outbox read all of it, whatever max was).
 	 */
+	if (SPI_execute("SELECT min(horizon) FROM order_ext.consumers", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the consumers' horizons");
+	horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+	{
+		SPI_finish();
+		PG_RETURN_INT64(0);		/* no consumer: everything is kept */
+	}
+	values[1] = horizon;
 	if (SPI_execute_with_args("WITH v AS (SELECT x.order_id, x.id FROM order_ext.outbox x"
-							  "  WHERE x.txid < (SELECT min(c.horizon) FROM order_ext.consumers c)"
-							  "  LIMIT $1),"
+							  "  WHERE x.txid < $2 LIMIT $1),"
 							  " k AS (SELECT array_agg(order_id) AS o, array_agg(id) AS i FROM v)"
 							  " DELETE FROM order_ext.outbox o USING k, unnest(k.o, k.i) AS u(order_id, id)"
 							  " WHERE o.order_id = u.order_id AND o.id = u.id",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not prune the outbox");
 	deleted = (int64) SPI_processed;
 	SPI_finish();

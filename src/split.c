@@ -437,7 +437,7 @@ UnitsRefunded(int64 order_id)
 								   "SELECT 1 FROM order_ext.order_items WHERE order_id = $1 AND refunded_qty > 0"
 								   " LIMIT 1",
 								   1, types),
-						 values, NULL, true, 1) != SPI_OK_SELECT)
+						 values, NULL, false, 1) != SPI_OK_SELECT)	/* a snapshot taken after the lock */
 		elog(ERROR, "could not read the lines of order " INT64_FORMAT, order_id);
 	return SPI_processed > 0;
 }

@@ -42,6 +42,8 @@
 
 static SPIPlanPtr schedule_plan = NULL;
 static SPIPlanPtr leave_plan = NULL;
+static SPIPlanPtr claim_lock_plan = NULL;
+static SPIPlanPtr timer_exists_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 static SPIPlanPtr order_lock_plan = NULL;
 static SPIPlanPtr order_exists_plan = NULL;
@@ -263,10 +265,34 @@ ClaimTimer(const Timer *tm)
 			return TIMER_BUSY;
 		order_gone = true;		/* archived or gone: its timer goes too */
 	}
+	/*
+	 * The timer's row without waiting either: a transaction moving an
+	 * after-sale holds its timer rows (TimersLeave) without the order's
+	 * lock; a runner waiting for them, outside the timer's subtransaction,
+	 * would wait as long as it lasts, holding the rows of the timers it
+	 * fired before (and could close a deadlock with it).
+	 */
+	if (SPI_execute_plan(OrderPlan(&claim_lock_plan,
+								   "SELECT 1 FROM order_ext.timers"
+								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)"
+								   " FOR UPDATE SKIP LOCKED",
+								   6, argtypes),	/* $4, the status, is not part of the key */
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
+	if (SPI_processed == 0)
+	{
+		if (SPI_execute_plan(OrderPlan(&timer_exists_plan,
+									   "SELECT 1 FROM order_ext.timers"
+									   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)",
+									   6, argtypes),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
+		return SPI_processed > 0 ? TIMER_BUSY : TIMER_GONE;
+	}
 	if (SPI_execute_plan(OrderPlan(&claim_plan,
 								   "DELETE FROM order_ext.timers"
 								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)",
-								   6, argtypes),	/* $4, the status, is not part of the key */
+								   6, argtypes),
 						 values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 	return SPI_processed > 0 && !order_gone ? TIMER_CLAIMED : TIMER_GONE;
