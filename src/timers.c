@@ -241,6 +241,10 @@ TimerValues(const Timer *tm, Datum *values)
 	values[5] = CStringGetTextDatum(tm->event);
 }
 
+/* a timer's row by its key ($4, the status, is not part of it) */
+#define TIMER_KEY " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)"
+#define TIMER_BY_KEY(what) "SELECT " #what " FROM order_ext.timers" TIMER_KEY
+
 static TimerClaim
 ClaimTimer(const Timer *tm)
 {
@@ -273,25 +277,21 @@ ClaimTimer(const Timer *tm)
 	 * fired before (and could close a deadlock with it).
 	 */
 	if (SPI_execute_plan(OrderPlan(&claim_lock_plan,
-								   "SELECT 1 FROM order_ext.timers"
-								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)"
-								   " FOR UPDATE SKIP LOCKED",
+								   TIMER_BY_KEY(1) " FOR UPDATE SKIP LOCKED",
 								   6, argtypes),	/* $4, the status, is not part of the key */
 						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 	if (SPI_processed == 0)
 	{
 		if (SPI_execute_plan(OrderPlan(&timer_exists_plan,
-									   "SELECT 1 FROM order_ext.timers"
-									   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)",
+									   TIMER_BY_KEY(1),
 									   6, argtypes),
 							 values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 		return SPI_processed > 0 ? TIMER_BUSY : TIMER_GONE;
 	}
 	if (SPI_execute_plan(OrderPlan(&claim_plan,
-								   "DELETE FROM order_ext.timers"
-								   " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)",
+								   "DELETE FROM order_ext.timers" TIMER_KEY,
 								   6, argtypes),
 						 values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
