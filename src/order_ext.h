@@ -45,6 +45,7 @@
 #define OE_LOCK_PARTITIONS		1
 #define OE_LOCK_ARCHIVE			2	/* one archive run at a time (session lock) */
 #define OE_LOCK_WORKER			3	/* one background worker per database (session lock) */
+#define OE_LOCK_CONSUMERS		4	/* registrations (shared) against prune_outbox (exclusive) */
 
 /* GUCs (order_ext.c) */
 extern int	oe_node_id;

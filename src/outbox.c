@@ -59,6 +59,13 @@ ConsumerRegister(const char *consumer, bool from_now)
 	values[0] = CStringGetTextDatum(consumer);
 	values[1] = BoolGetDatum(from_now);
 	/*
+	 * Until this transaction ends, prune_outbox() keeps away: it reads the
+	 * horizons of the consumers it can see, and this one it cannot see
+	 * before the commit, while the events this one is to get are there.
+	 */
+	(void) DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
+							   Int32GetDatum(OE_ADVISORY_CLASS), Int32GetDatum(OE_LOCK_CONSUMERS));
+	/*
 	 * From now: the horizon is the xmin of this snapshot, the oldest
 	 * transaction still running anywhere in the cluster, so events that
 	 * transactions which ended since wrote lie above it; they are
@@ -294,12 +301,29 @@ prune_outbox(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = Int64GetDatum(max);
 	/*
+	 * Not while a consumer is being registered (ConsumerRegister): its
+	 * horizon is not visible until it commits, and the events below the
+	 * others' horizons may be its own to read.  Skip this time rather
+	 * than wait: the next call prunes them.
+	 */
+	if (!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+										  Int32GetDatum(OE_ADVISORY_CLASS),
+										  Int32GetDatum(OE_LOCK_CONSUMERS))))
+	{
+		SPI_finish();
+		ereport(DEBUG1,
+				(errmsg("order_ext: prune_outbox skipped: a consumer is being registered")));
+		PG_RETURN_INT64(0);
+	}
+
+	/*
 	 * The lowest horizon first, as a value, so that the planner sees how
 	 * few events lie below it (a lagging consumer) and walks the txid
 	 * index up to it; then the keys, then the rows by primary key (a join
 	 * of the keys back to the outbox read all of it, whatever max was).
 	 */
-	if (SPI_execute("SELECT min(horizon) FROM order_ext.consumers", true, 1) != SPI_OK_SELECT)
+	/* (a snapshot taken now, after the lock: registrations committed are seen) */
+	if (SPI_execute("SELECT min(horizon) FROM order_ext.consumers", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the consumers' horizons");
 	horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
