@@ -110,7 +110,6 @@ static SPIPlanPtr restock_plan = NULL;
 static SPIPlanPtr move_res_plan = NULL;
 static SPIPlanPtr lock_buckets_nowait_plan = NULL;
 static SPIPlanPtr holdings_nowait_plan = NULL;
-static SPIPlanPtr bucket0_nowait_plan = NULL;
 static SPIPlanPtr lock_sku_nowait_plan = NULL;
 static SPIPlanPtr restock_nowait_plan = NULL;
 
@@ -126,6 +125,8 @@ static SPIPlanPtr restock_nowait_plan = NULL;
  *		deadlock check could find the cycle first and cancel the buyer.
  */
 static bool stock_nowait = false;
+
+static uint64 LockBuckets(Datum sku, Datum bks);
 
 bool
 StockNoWait(bool on)
@@ -458,11 +459,12 @@ ReserveSku(const StockSku *s, int64 qty, TakenList *taken)
 		SPIPlanPtr	plan;
 
 		if (stock_nowait)
-			Exec(OrderPlan(&bucket0_nowait_plan,
-						   "SELECT 1 FROM order_ext.stock_buckets WHERE sku = $1 AND bucket = 0"
-						   " FOR UPDATE NOWAIT",
-						   1, types),
-				 values, NULL, SPI_OK_SELECT);
+		{
+			Datum		zero = Int32GetDatum(0);
+
+			(void) LockBuckets(values[0], PointerGetDatum(construct_array(&zero, 1, INT4OID, sizeof(int32),
+																		  true, TYPALIGN_INT)));
+		}
 		plan = OrderPlan(&reserve_plan,
 									 "UPDATE order_ext.stock_buckets SET reserved = reserved + $2"
 									 " WHERE sku = $1 AND bucket = 0 AND on_hand - reserved >= $2"
@@ -659,17 +661,12 @@ OrderBuyer(int64 order_id, bool missing_ok)
 }
 
 static void
-HoldingsSub(int64 order_id, const char *sku, int64 qty)
+HoldingsSub(int64 buyer_id, const char *sku, int64 qty)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
 	Datum		values[3];
-	int64		buyer;
 
-	/* the buyer first: holdings and orders are distributed on other keys */
-	buyer = OrderBuyer(order_id, true);
-	if (buyer < 0)
-		return;
-	values[0] = Int64GetDatum(buyer);
+	values[0] = Int64GetDatum(buyer_id);
 	values[1] = CStringGetTextDatum(sku);
 	values[2] = Int64GetDatum(qty);
 	HoldingsNoWait(values);
@@ -678,6 +675,37 @@ HoldingsSub(int64 order_id, const char *sku, int64 qty)
 				   " WHERE buyer_id = $1 AND sku = $2",
 				   3, types),
 		 values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * HoldingsLines
+ *		The purchase-limited lines of an order count against its buyer again
+ *		(add; OE005 past a limit) or no longer.  The buyer is read once, and
+ *		first (holdings and orders are distributed on other keys); an order
+ *		no longer live (archived) counts against nobody, so taking off its
+ *		units does nothing.
+ */
+static void
+HoldingsLines(int64 order_id, int n, const StockLine *lines, bool add)
+{
+	int64		buyer = -2;		/* not read yet */
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const StockSku *s = StockLookup(lines[i].sku);
+
+		if (s == NULL || s->limit <= 0 || lines[i].qty <= 0)
+			continue;
+		if (buyer == -2)
+			buyer = OrderBuyer(order_id, !add);
+		if (buyer < 0)
+			return;
+		if (add)
+			HoldingsAdd(buyer, s, lines[i].qty);
+		else
+			HoldingsSub(buyer, lines[i].sku, lines[i].qty);
+	}
 }
 
 /*
@@ -780,7 +808,6 @@ StockReserveOrder(int64 order_id, bool count_again)
 {
 	StockLine  *lines;
 	int			n;
-	int			i;
 
 	if (!StockCatalog())
 		return;
@@ -792,13 +819,7 @@ StockReserveOrder(int64 order_id, bool count_again)
 	if (!count_again || nlimited == 0)
 		return;
 	lines = OrderLines(order_id, false, &n);
-	for (i = 0; i < n; i++)
-	{
-		const StockSku *s = StockLookup(lines[i].sku);
-
-		if (s != NULL && s->limit > 0)
-			HoldingsAdd(OrderBuyer(order_id, false), s, lines[i].qty);
-	}
+	HoldingsLines(order_id, n, lines, true);
 }
 
 /*
@@ -856,16 +877,9 @@ StockReleaseOrder(int64 order_id, bool counted)
 	if (nlimited > 0 && counted)
 	{
 		int			n;
-		int			i;
 		StockLine  *lines = OrderLines(order_id, false, &n);
 
-		for (i = 0; i < n; i++)
-		{
-			const StockSku *s = StockLookup(lines[i].sku);
-
-			if (s != NULL && s->limit > 0)
-				HoldingsSub(order_id, lines[i].sku, lines[i].qty);
-		}
+		HoldingsLines(order_id, n, lines, false);
 	}
 }
 
@@ -1037,13 +1051,8 @@ StockReturnLines(int64 order_id, int nlines, const StockLine *lines, bool bucket
 		if (s != NULL && s->tracked && merged[i].qty > 0)
 			ReturnBuckets(order_id, merged[i].sku, merged[i].qty, restock);
 	}
-	for (i = 0; i < n && holdings; i++)
-	{
-		const StockSku *s = StockLookup(merged[i].sku);
-
-		if (s != NULL && s->limit > 0 && merged[i].qty > 0)
-			HoldingsSub(order_id, merged[i].sku, merged[i].qty);
-	}
+	if (holdings)
+		HoldingsLines(order_id, n, merged, false);
 }
 
 /*
