@@ -276,8 +276,7 @@ AfterSaleFire(AfterSaleState *as, const char *event, bool has_expected, int32 ex
 
 	if (moved)
 	{
-		if (TimeoutsLookup(AFTER_SALE_MACHINE, as->status) != NULL)	/* else it has none */
-			TimersLeave("after_sale", as->order_id, as->id);
+		TimersLeave("after_sale", as->order_id, as->id, AFTER_SALE_MACHINE, as->status);
 		TimersSchedule("after_sale", as->order_id, as->id, AFTER_SALE_MACHINE, to_status,
 					   new_version);
 	}

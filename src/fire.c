@@ -447,8 +447,7 @@ OrderFire(OrderState *st, const char *event, bool has_expected, int32 expected,
 
 	if (moved)
 	{
-		if (TimeoutsLookup(st->machine, st->status) != NULL)	/* else it has none */
-			TimersLeave("order", st->order_id, st->order_id);
+		TimersLeave("order", st->order_id, st->order_id, st->machine, st->status);
 		TimersSchedule("order", st->order_id, st->order_id, st->machine, t->to_status,
 					   new_version);
 	}

@@ -42,7 +42,6 @@
 
 static SPIPlanPtr schedule_plan = NULL;
 static SPIPlanPtr leave_plan = NULL;
-static SPIPlanPtr claim_lock_plan = NULL;
 static SPIPlanPtr timer_exists_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 static SPIPlanPtr order_lock_plan = NULL;
@@ -120,18 +119,21 @@ TimersSchedule(const char *subject, int64 order_id, int64 subject_id, const char
 
 /*
  * TimersLeave
- *		A subject leaves its status: its pending timers (all of that status)
- *		go now, under the caller's lock of its order, rather than wait as
+ *		A subject leaves its status (of machine): its pending timers (all of
+ *		that status) go now, under the caller's lock of its order, rather than wait as
  *		stale rows until they come due (a shipped order's 10-day timer
  *		stayed 10 days after the buyer confirmed receipt, and every runner
  *		then had to claim and drop it).  The caller is connected to SPI.
  */
 void
-TimersLeave(const char *subject, int64 order_id, int64 subject_id)
+TimersLeave(const char *subject, int64 order_id, int64 subject_id, const char *machine,
+			const char *status)
 {
 	Oid			argtypes[3] = {INT8OID, TEXTOID, INT8OID};
 	Datum		values[3];
 
+	if (TimeoutsLookup(machine, status) == NULL)
+		return;					/* a status with no timeouts has no timers */
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(subject);
 	values[2] = Int64GetDatum(subject_id);
@@ -243,7 +245,7 @@ TimerValues(const Timer *tm, Datum *values)
 
 /* a timer's row by its key ($4, the status, is not part of it) */
 #define TIMER_KEY " WHERE (order_id, subject, subject_id, version, event) = ($1, $2, $3, $5, $6)"
-#define TIMER_BY_KEY(what) "SELECT " #what " FROM order_ext.timers" TIMER_KEY
+#define TIMER_BY_KEY(...) "SELECT " #__VA_ARGS__ " FROM order_ext.timers" TIMER_KEY
 
 static TimerClaim
 ClaimTimer(const Timer *tm)
@@ -276,26 +278,23 @@ ClaimTimer(const Timer *tm)
 	 * would wait as long as it lasts, holding the rows of the timers it
 	 * fired before (and could close a deadlock with it).
 	 */
-	if (SPI_execute_plan(OrderPlan(&claim_lock_plan,
-								   TIMER_BY_KEY(1) " FOR UPDATE SKIP LOCKED",
+	if (SPI_execute_plan(OrderPlan(&claim_plan,
+								   "DELETE FROM order_ext.timers" TIMER_KEY
+								   " AND (order_id, subject, subject_id, version, event) IN ("
+								   TIMER_BY_KEY(order_id, subject, subject_id, version, event)
+								   " FOR UPDATE SKIP LOCKED)",
 								   6, argtypes),	/* $4, the status, is not part of the key */
-						 values, NULL, false, 0) != SPI_OK_SELECT)
+						 values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 	if (SPI_processed == 0)
 	{
-		if (SPI_execute_plan(OrderPlan(&timer_exists_plan,
-									   TIMER_BY_KEY(1),
-									   6, argtypes),
+		/* held (then it is there still), or gone */
+		if (SPI_execute_plan(OrderPlan(&timer_exists_plan, TIMER_BY_KEY(1), 6, argtypes),
 							 values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
 		return SPI_processed > 0 ? TIMER_BUSY : TIMER_GONE;
 	}
-	if (SPI_execute_plan(OrderPlan(&claim_plan,
-								   "DELETE FROM order_ext.timers" TIMER_KEY,
-								   6, argtypes),
-						 values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not claim timer of %s " INT64_FORMAT, tm->subject, tm->subject_id);
-	return SPI_processed > 0 && !order_gone ? TIMER_CLAIMED : TIMER_GONE;
+	return order_gone ? TIMER_GONE : TIMER_CLAIMED;
 }
 
 /*

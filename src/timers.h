@@ -6,7 +6,8 @@
 #define ORDER_EXT_TIMERS_H
 
 extern uint64 TimersFired;
-extern void TimersLeave(const char *subject, int64 order_id, int64 subject_id);
+extern void TimersLeave(const char *subject, int64 order_id, int64 subject_id, const char *machine,
+						const char *status);
 extern void TimersSchedule(const char *subject, int64 order_id, int64 subject_id,
 						   const char *machine, const char *status, int32 version);
 
