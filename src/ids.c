@@ -224,7 +224,7 @@ NowMs(void)
  *		clock (4 s a start).  The near step is shorter than any restart
  *		takes, so restarts cannot add it up; and while ids run ahead of the
  *		clock (after a start, a caller's id ahead of it, a clock stepped
- *		back) it still covers about a million ids per write.
+ *		back) it still covers about 262,000 ids (64 ms of 4096) per write.
  */
 #define OE_ID_HORIZON_NEAR_MS	64
 

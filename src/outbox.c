@@ -321,8 +321,9 @@ prune_outbox(PG_FUNCTION_ARGS)
 	 * few events lie below it (a lagging consumer) and walks the txid
 	 * index up to it; then the keys, then the rows by primary key (a join
 	 * of the keys back to the outbox read all of it, whatever max was).
+	 * The horizons are read in a snapshot taken now, after the lock, so
+	 * registrations committed meanwhile are seen.
 	 */
-	/* (a snapshot taken now, after the lock: registrations committed are seen) */
 	if (SPI_execute("SELECT min(horizon) FROM order_ext.consumers", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the consumers' horizons");
 	horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
